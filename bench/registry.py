@@ -88,6 +88,8 @@ class Registry(Generic[T, M]):
         self._discovered = True
         for pkg_name in self._discover:
             pkg = importlib.import_module(pkg_name)
+            if not hasattr(pkg, "__path__"):  # a plain module (e.g. a plugin) registers on import
+                continue
             for info in pkgutil.walk_packages(pkg.__path__, prefix=pkg_name + "."):
                 # Underscore modules hold the torch-heavy implementations; they are imported
                 # by builders on demand, never during discovery.

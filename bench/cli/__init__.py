@@ -1,0 +1,1 @@
+"""The ``bench`` command line: one module per subcommand."""

@@ -1,0 +1,39 @@
+"""``bench``: train and evaluate every architecture of the catalog, track it, rank it.
+
+Every subcommand imports its heavy dependencies (torch, ray, mlflow) inside the command body, so
+``bench --help`` and ``bench list`` start fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from bench.cli import data_cmd, list_cmd, report_cmd, run_cmd
+
+HELP = """\
+Benchmark computer-vision architectures on versioned data, on Ray, tracked in MLflow.
+
+\b
+Typical session:
+  bench list                          what can run (models, datasets, suites, profiles)
+  bench data pull                     fetch the DVC-pinned datasets
+  bench run all                       train + evaluate every model (profile: cpu, or gpu with CUDA)
+  bench run unet --profile smoke      one model, plumbing-only schedule
+  bench run detection --output r.json every detection model, records to a JSON file
+  bench report                        leaderboards from the latest run -> reports/
+\b
+On a cluster:
+  ray job submit --working-dir . --runtime-env-json \\
+    '{"env_vars": {"MLFLOW_TRACKING_URI": "http://HOST:5000"}}' -- bench run all
+"""
+
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+app.command("list", help=list_cmd.HELP)(list_cmd.list_command)
+app.command("run", help=run_cmd.HELP)(run_cmd.run_command)
+app.command("report", help=report_cmd.HELP)(report_cmd.report_command)
+app.add_typer(data_cmd.app, name="data")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,204 @@
+"""``bench run``: resolve the target, fan the trials out on Ray, track them, rank them."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bench.cli.common import catalog, console, err_console, user_errors
+
+HELP = """\
+Train and evaluate TARGET: a model name, a task name (classification, detection,
+semantic_segmentation), a suite name (configs/suites/) or `all`.
+
+Each (model, dataset, seed) is one trial and one Ray task. With RAY_ADDRESS set (as under
+`ray job submit`) the trials go to that cluster, else to a local Ray using every core. Every
+trial becomes a child run of one MLflow parent run ($MLFLOW_TRACKING_URI, else ./mlflow.db), and
+the leaderboard is rewritten at the end. A failed trial is recorded with its reason; the others
+go on. Exit code: 0 all ok, 1 some trial failed, 2 bad input.
+
+\b
+Examples:
+  bench run all                              the embedded defaults
+  bench run resnet18 --profile smoke         seconds: checks the plumbing
+  bench run detection --seed 1 --output out/detection.json
+  bench run unet --dataset my_data.yaml      your own data (see configs/datasets/shapes.yaml)
+"""
+
+
+def run_command(
+    target: Annotated[str, typer.Argument(help="model, task, suite or `all`")],
+    dataset: Annotated[str | None, typer.Option(help="dataset config name or path to a dataset YAML")] = None,
+    profile: Annotated[str | None, typer.Option(help="smoke | cpu | gpu [default: gpu if the cluster has "
+                                                     "GPUs, else cpu]")] = None,
+    seed: Annotated[int, typer.Option(help="random seed of every trial")] = 0,
+    output: Annotated[Path | None, typer.Option(help="write the trial records to this JSON file")] = None,
+    report: Annotated[bool, typer.Option(help="rewrite reports/leaderboard.{md,html} at the end")] = True,
+    verbose: Annotated[bool, typer.Option(help="forward Ray worker logs to this console")] = False,
+) -> None:
+    with user_errors():
+        root, cat = catalog()
+        models, suite_dataset = cat.resolve_target(target)
+        dataset_name = dataset or suite_dataset
+        datasets = {m.name: cat.dataset(dataset_name or m.dataset) for m in models}
+        from bench.models import check_params
+
+        for m in models:  # fail on a bad param before any worker starts
+            check_params(m.builder, m.params, str(cat.model_files.get(m.name, m.name)))
+        if profile is not None:
+            cat.profile(profile)  # validate the name before starting Ray
+    from bench.tracking.mlflow_writer import job_tracking_warning
+
+    warning = job_tracking_warning()
+    if warning:
+        err_console.print(f"[bold yellow]{warning}[/]", highlight=False)
+    from bench.orchestration.ray_runner import init_ray
+
+    cluster = init_ray(verbose=verbose)
+    with user_errors():
+        prof = cat.profile(profile or ("gpu" if cluster.gpus > 0 else "cpu"))
+        from bench.config.catalog import effective_trial
+
+        trials = [effective_trial(m, datasets[m.name], prof, seed) for m in models]
+        for t in trials:
+            check_params(t.builder, t.params, f"{cat.model_files.get(t.model, t.model)} (profile {prof.name})")
+    console.print(
+        f"bench run {target}: {len(trials)} trial(s), profile {prof.name}, Ray {cluster.address} "
+        f"({cluster.cpus:g} CPU, {cluster.gpus:g} GPU)"
+    )
+    results = execute(root, target, prof.name, trials, cluster)
+    if output:
+        from bench.results.record import write_results
+
+        write_results(output, results)
+        console.print(f"wrote {output}")
+    if report:
+        from bench.reports.leaderboard import write_report
+        from bench.tracking.mlflow_writer import tracking_uri
+
+        for p in write_report(tracking_uri(root), root / "reports"):
+            console.print(f"wrote {p}")
+    summary(results)
+    if any(r.status != "ok" for r in results):
+        raise typer.Exit(1)
+
+
+def execute(root: Path, target: str, profile: str, trials: list[Any], cluster: Any) -> list[Any]:
+    """Run ``trials`` on Ray under one MLflow parent run, logging each trial as it finishes."""
+    from bench.orchestration.ray_runner import run_trials
+    from bench.orchestration.trial import RunContext
+    from bench.results.provenance import git_sha
+    from bench.tracking.mlflow_writer import MlflowWriter
+
+    sha = git_sha(root)
+    run_name = f"{target}-{time.strftime('%Y%m%d-%H%M%S')}"
+    writer = MlflowWriter(root)
+    writer.start_parent(
+        run_name,
+        tags={"target": target, "profile": profile, "git_sha": sha, "ray_address": cluster.address},
+        params={"target": target, "profile": profile, "trials": ",".join(t.trial_id for t in trials)},
+    )
+    ctx = RunContext(project=str(root), run_name=run_name, git_sha=sha)
+    display = ProgressDisplay(trials)
+
+    def on_result(result: Any) -> None:
+        rid = writer.log_trial(result, trial_plots(result))
+        display.finish(result.model_copy(update={"mlflow_run_id": rid}))
+
+    with display:
+        run_trials(trials, ctx, cluster, display.event, on_result)
+    results = display.results
+    writer.end_parent(sum(r.status != "ok" for r in results), len(results))
+    console.print(f"MLflow: {writer.uri} (parent run {writer.parent_id})")
+    return results
+
+
+def trial_plots(result: Any) -> list[Path]:
+    """Plots attached to a trial's MLflow run (written to a temp folder the writer uploads)."""
+    import tempfile
+
+    from bench.reports.curves import training_curve
+    from bench.tasks import TASKS
+
+    if not result.history:
+        return []
+    folder = Path(tempfile.mkdtemp(prefix="bench-plots-"))
+    primary = TASKS.get(result.task).meta.primary_metric
+    return [training_curve(result.history, primary, folder / "training_curve.png")]
+
+
+class ProgressDisplay:
+    """Live per-trial status: a rich progress table on a terminal, plain event lines otherwise."""
+
+    def __init__(self, trials: list[Any]) -> None:
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.live = console.is_terminal and not os.environ.get("BENCH_PLAIN_PROGRESS")
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description:<28}"), BarColumn(),
+            TextColumn("{task.completed}/{task.total} ep"), TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(), console=console, disable=not self.live,
+        )
+        self.ids = {t.trial_id: self.progress.add_task(t.trial_id, total=t.train.epochs, status="queued")
+                    for t in trials}
+        self.results: list[Any] = []
+
+    def __enter__(self) -> ProgressDisplay:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def event(self, ev: dict[str, Any]) -> None:
+        """A progress event from a worker (or the driver's own ``queued``)."""
+        tid, kind = ev.get("trial_id", "?"), ev.get("event")
+        if kind == "epoch":
+            extra = " ".join(f"{k}={v:.4g}" for k, v in ev.items()
+                             if k not in ("trial_id", "event", "epoch", "epochs") and isinstance(v, float))
+            status = f"epoch {ev['epoch']}/{ev['epochs']} {extra}"
+            self.progress.update(self.ids[tid], completed=ev["epoch"], status=status)
+        else:
+            status = {"queued": "queued", "data": "checking data", "train": "training",
+                      "time_limit": "time limit reached"}.get(str(kind), str(kind))
+            if tid in self.ids:
+                self.progress.update(self.ids[tid], status=status)
+        if not self.live:
+            print(f"[{time.strftime('%H:%M:%S')}] {tid}: {status}", file=sys.stderr, flush=True)
+
+    def finish(self, result: Any) -> None:
+        """A record came back."""
+        self.results.append(result)
+        key = result.task and _primary(result.task)
+        value = result.metrics.get(key)
+        status = ("ok " + (f"{key}={value:.4f}" if value is not None else "")) if result.status == "ok" \
+            else f"FAILED: {(result.error or '')[:60]}"
+        self.progress.update(self.ids[result.trial_id], status=status)
+        if not self.live:
+            print(f"[{time.strftime('%H:%M:%S')}] {result.trial_id}: {status}", file=sys.stderr, flush=True)
+
+
+def _primary(task: str) -> str:
+    from bench.tasks import TASKS
+
+    return TASKS.get(task).meta.primary_metric
+
+
+def summary(results: list[Any]) -> None:
+    """A final table of every trial: status, primary metric, time, error."""
+    from rich.table import Table
+
+    table = Table(title="trials")
+    for col in ("trial", "status", "primary metric", "train s", "mlflow run", "error"):
+        table.add_column(col)
+    for r in results:
+        key = _primary(r.task)
+        val = r.metrics.get(key)
+        table.add_row(r.trial_id, r.status, f"{key}={val:.4f}" if val is not None else "—",
+                      f"{r.timings.train_s:.1f}", r.mlflow_run_id or "—", (r.error or "")[:100])
+    console.print(table)

@@ -1,0 +1,109 @@
+"""YAML loading with one level of ``include`` and schema errors that name the file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from bench.registry import closest
+
+S = TypeVar("S", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A config file is malformed; the message names the file, the key and the fix."""
+
+
+def read_yaml(path: Path, *, allow_include: bool = True) -> dict[str, Any]:
+    """Parse ``path`` into a mapping, merging an ``include:`` file underneath (one level only)."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    inc = data.pop("include", None)
+    if inc is None:
+        return data
+    if not allow_include:
+        # Deep include chains are what make mmdetection configs unreadable; one level is enough.
+        raise ConfigError(f"{path}: 'include' inside an included file is not allowed (one level only)")
+    base = read_yaml((path.parent / str(inc)).resolve(), allow_include=False)
+    return deep_merge(base, data)
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``; nested mappings merge, everything else is replaced."""
+    out = dict(base)
+    for key, val in over.items():
+        if isinstance(val, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], val)
+        else:
+            out[key] = val
+    return out
+
+
+def _submodel(cls: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The schema class that owns the last element of ``loc`` (for listing valid keys)."""
+    cur: Any = cls
+    for part in loc[:-1]:
+        if not (isinstance(cur, type) and issubclass(cur, BaseModel)):
+            return None
+        if isinstance(part, str) and part in cur.model_fields:
+            cur = _unwrap(cur.model_fields[part].annotation)
+        elif get_origin(cur) is dict:
+            cur = _unwrap(get_args(cur)[1])
+        else:
+            return None
+        if get_origin(cur) is dict and not isinstance(part, str):
+            cur = _unwrap(get_args(cur)[1])
+    return cur if isinstance(cur, type) and issubclass(cur, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    """``Foo | None`` -> ``Foo``; ``dict[str, Foo]`` stays a dict type."""
+    args = [a for a in get_args(tp) if a is not type(None)]
+    if get_origin(tp) is not dict and len(args) == 1:
+        return args[0]
+    return tp
+
+
+def format_validation_error(path: Path, cls: type[BaseModel], err: ValidationError) -> str:
+    """One line per problem: file, dotted key, what is wrong and the valid choices."""
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            owner = _submodel(cls, loc)
+            valid = sorted(owner.model_fields) if owner else []
+            hint = closest(str(loc[-1]), valid)
+            msg = f"{path}: unknown key '{key}'"
+            if hint:
+                msg += f"; did you mean '{hint[0]}'?"
+            lines.append(msg + f" valid keys: {', '.join(valid)}")
+        else:
+            got = e.get("input")
+            lines.append(f"{path}: key '{key}': {e['msg']} (got {got!r})")
+    return "\n".join(lines)
+
+
+def validate(path: Path, cls: type[S], data: dict[str, Any]) -> S:
+    """Validate ``data`` read from ``path`` against ``cls`` or raise ConfigError."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(path, cls, err)) from None
+
+
+def load(path: Path, cls: type[S], **defaults: Any) -> S:
+    """Read, include-merge and validate one YAML file; ``defaults`` fill missing top-level keys."""
+    data = read_yaml(path)
+    for key, val in defaults.items():
+        data.setdefault(key, val)
+    return validate(path, cls, data)

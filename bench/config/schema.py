@@ -1,0 +1,136 @@
+"""Typed, frozen schemas for the YAML under ``configs/``.
+
+Every model rejects unknown keys (``extra="forbid"``) so a typo is an error that lists the valid
+keys, never a silently ignored setting.  Loading and error formatting live in ``loader.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TaskName = Literal["classification", "detection", "semantic_segmentation"]
+
+
+class Strict(BaseModel):
+    """Base: frozen, unknown keys forbidden."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(Strict):
+    """What one trial asks Ray for.  Fractions are allowed (``num_gpus: 0.5`` packs two per GPU)."""
+
+    num_cpus: float = Field(1.0, gt=0, description="CPU slots; also the torch thread count")
+    num_gpus: float = Field(0.0, ge=0, description="GPU share; dropped to 0 when the cluster has none")
+    memory_gb: float | None = Field(None, gt=0, description="Ray memory reservation, GiB")
+
+
+class TrainConfig(Strict):
+    """The knobs of one training run.  Profiles override these, never the architecture."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(16, ge=1)
+    eval_batch_size: int | None = Field(None, ge=1, description="defaults to batch_size")
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    scheduler: Literal["none", "cosine", "step"] = "cosine"
+    warmup_iters: int = Field(0, ge=0)
+    grad_clip: float | None = Field(None, gt=0)
+    image_size: int = Field(64, ge=16, description="square input side, px")
+    max_train_images: int | None = Field(None, ge=1, description="subsample the train split")
+    max_eval_images: int | None = Field(None, ge=1, description="subsample val/test splits")
+    amp: bool = Field(True, description="mixed precision; only ever used on CUDA")
+    num_workers: int = Field(0, ge=0, description="DataLoader workers")
+    checkpoint: bool = Field(True, description="save last and best weights each epoch")
+    time_limit_s: float | None = Field(None, gt=0, description="stop training after this many seconds")
+
+
+class TrainOverride(Strict):
+    """A partial ``TrainConfig``: only the keys given are applied."""
+
+    epochs: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    eval_batch_size: int | None = Field(None, ge=1)
+    optimizer: Literal["sgd", "adamw"] | None = None
+    lr: float | None = Field(None, gt=0)
+    weight_decay: float | None = Field(None, ge=0)
+    momentum: float | None = Field(None, ge=0, lt=1)
+    scheduler: Literal["none", "cosine", "step"] | None = None
+    warmup_iters: int | None = Field(None, ge=0)
+    grad_clip: float | None = Field(None, gt=0)
+    image_size: int | None = Field(None, ge=16)
+    max_train_images: int | None = Field(None, ge=1)
+    max_eval_images: int | None = Field(None, ge=1)
+    amp: bool | None = None
+    num_workers: int | None = Field(None, ge=0)
+    checkpoint: bool | None = None
+    time_limit_s: float | None = Field(None, gt=0)
+
+
+class ProfileConfig(Strict):
+    """``configs/profiles/<name>.yaml``: how hard every model trains, and with what resources."""
+
+    name: str
+    description: str = ""
+    train: TrainOverride = TrainOverride()
+    resources: Resources = Resources()
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class ModelProfileOverride(Strict):
+    """Per-model tweaks for one profile (``profiles: {cpu: {...}}`` in a model YAML)."""
+
+    train: TrainOverride = TrainOverride()
+    params: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources | None = None
+
+
+class ModelConfig(Strict):
+    """``configs/models/<name>.yaml``: the reference configuration of one registered model."""
+
+    name: str = Field(description="config name; also the name shown on leaderboards")
+    model: str | None = Field(None, description="registered builder; defaults to `name`")
+    dataset: str = "shapes"
+    description: str = ""
+    params: dict[str, Any] = Field(default_factory=dict, description="builder keyword arguments")
+    train: TrainOverride = TrainOverride()
+    profiles: dict[str, ModelProfileOverride] = Field(default_factory=dict)
+
+    @property
+    def builder(self) -> str:
+        """The registry name of the builder."""
+        return self.model or self.name
+
+
+class DatasetView(Strict):
+    """How one task reads a dataset: the format adapter and where its files are."""
+
+    format: Literal["imagefolder", "coco", "masks"]
+    path: str = Field(description="relative to the dataset root")
+
+
+class DatasetConfig(Strict):
+    """``configs/datasets/<name>.yaml``."""
+
+    name: str
+    description: str = ""
+    root: str = Field(description="dataset directory, relative to the project root (or absolute)")
+    dvc_file: str | None = Field("datasets.dvc", description="pins the version; null = unversioned")
+    classes: list[str]
+    views: dict[TaskName, DatasetView]
+    splits: dict[Literal["train", "val", "test"], str] = Field(
+        default_factory=lambda: {"train": "train", "val": "val", "test": "test"}
+    )
+
+
+class SuiteConfig(Strict):
+    """``configs/suites/<name>.yaml``: the models a named benchmark runs."""
+
+    name: str
+    description: str = ""
+    models: list[str] = Field(min_length=1)
+    dataset: str | None = Field(None, description="overrides each model's dataset")

@@ -1,0 +1,186 @@
+"""``shapes``: the embedded procedural dataset.
+
+Small RGB scenes on a textured, noisy background with 1-4 shapes (circle, square, triangle) of
+varied size, colour and overlap.  One generation writes three views of the same data:
+
+* ``images/<split>/*.png`` + ``annotations/<split>.json``: COCO instances (boxes, RLE instance
+  masks of the *visible* pixels, ``area`` = visible pixel count, ``iscrowd`` = 0);
+* ``masks/<split>/*.png``: semantic label maps (0 = background, k = class k);
+* ``classification/<split>/<class>/*.png``: single-object images in class folders.
+
+The data is versioned with DVC (``datasets.dvc``); regenerate only on purpose, with
+``bench data generate``, then ``dvc add datasets && dvc push``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
+
+
+@dataclass(frozen=True)
+class ShapesSpec:
+    """Generation parameters (recorded in ``meta.json``)."""
+
+    image_size: int = 64
+    scenes: tuple[int, int, int] = (500, 100, 100)  # train, val, test
+    singles: tuple[int, int, int] = (600, 150, 150)
+    min_size: int = 12
+    max_size: int = 30
+    max_objects: int = 4
+    noise_sigma: float = 8.0
+    min_visible: float = 0.6  # an occluded shape keeps at least this fraction of its pixels
+    seed: int = 20261125
+
+
+SPLITS = ("train", "val", "test")
+
+
+def background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Textured background: colour gradient + oriented stripes, ``[H, W, 3]`` float32 in [0, 255]."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    c0, c1 = rng.uniform(30, 225, 3), rng.uniform(30, 225, 3)
+    angle = rng.uniform(0, math.pi)
+    t = (np.cos(angle) * xx + np.sin(angle) * yy)[..., None]
+    img = c0 * (1 - t) + c1 * t
+    freq, phase = rng.uniform(3, 10), rng.uniform(0, 2 * math.pi)
+    theta = rng.uniform(0, math.pi)
+    stripes = np.sin(2 * math.pi * freq * (np.cos(theta) * xx + np.sin(theta) * yy) + phase)
+    return (img + rng.uniform(5, 20) * stripes[..., None]).astype(np.float32)
+
+
+def shape_mask(rng: np.random.Generator, cls: str, size: int, extent: int) -> np.ndarray:
+    """Binary mask ``[H, W] bool`` of one shape whose bounding extent is about ``extent`` px."""
+    canvas = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(canvas)
+    r = extent / 2
+    cx = rng.uniform(r, size - r)
+    cy = rng.uniform(r, size - r)
+    if cls == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=1)
+    else:
+        n = 4 if cls == "square" else 3
+        # A square's corners are at radius r*sqrt(2) of its side/2; scale so extents compare.
+        rad = r * (math.sqrt(2) if n == 4 else 1.15)
+        rot = rng.uniform(0, 2 * math.pi / n)
+        pts = [
+            (cx + rad * math.cos(rot + 2 * math.pi * k / n), cy + rad * math.sin(rot + 2 * math.pi * k / n))
+            for k in range(n)
+        ]
+        draw.polygon(pts, fill=1)
+    return np.asarray(canvas, dtype=bool)
+
+
+def contrasting_colour(rng: np.random.Generator, under: np.ndarray) -> np.ndarray:
+    """A colour that differs from the mean of ``under`` ``[N, 3]`` by at least 80 in some channel."""
+    mean = under.mean(axis=0) if len(under) else np.full(3, 128.0)
+    for _ in range(100):
+        col = rng.uniform(0, 255, 3)
+        if np.abs(col - mean).max() >= 80:
+            return col
+    return 255.0 - mean
+
+
+def render_scene(
+    rng: np.random.Generator, spec: ShapesSpec, n_objects: int
+) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
+    """One scene: ``image [H, W, 3] uint8`` and ``[(class_index, visible_mask [H, W] bool), ...]``."""
+    size = spec.image_size
+    img = background(rng, size)
+    placed: list[tuple[int, np.ndarray]] = []
+    for _ in range(n_objects):
+        for _attempt in range(30):
+            cls = int(rng.integers(len(CLASSES)))
+            mask = shape_mask(rng, CLASSES[cls], size, int(rng.integers(spec.min_size, spec.max_size + 1)))
+            # Occlusion is allowed, but every earlier shape must stay recognisable.
+            if all((m & ~mask).sum() >= spec.min_visible * m.sum() for _, m in placed):
+                break
+        else:
+            continue
+        img[mask] = contrasting_colour(rng, img[mask])
+        placed = [(c, m & ~mask) for c, m in placed] + [(cls, mask)]
+    img += rng.normal(0, spec.noise_sigma, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8), placed
+
+
+def coco_annotation(ann_id: int, image_id: int, cls: int, mask: np.ndarray) -> dict:
+    """COCO annotation for a visible mask: bbox ``[x, y, w, h]``, RLE segmentation, area = pixels."""
+    from pycocotools import mask as mask_utils
+
+    ys, xs = np.nonzero(mask)
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    x0, y0 = int(xs.min()), int(ys.min())
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": cls + 1,
+        "bbox": [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1],
+        "area": int(mask.sum()),
+        "iscrowd": 0,
+        "segmentation": rle,
+    }
+
+
+def write_scenes(root: Path, split: str, count: int, spec: ShapesSpec, rng: np.random.Generator) -> None:
+    """Scenes of one split: images, semantic masks and the COCO annotation file."""
+    (root / "images" / split).mkdir(parents=True, exist_ok=True)
+    (root / "masks" / split).mkdir(parents=True, exist_ok=True)
+    images, anns = [], []
+    for i in range(count):
+        img, objects = render_scene(rng, spec, int(rng.integers(1, spec.max_objects + 1)))
+        name = f"{split}_{i:05d}.png"
+        Image.fromarray(img).save(root / "images" / split / name)
+        label = np.zeros(img.shape[:2], np.uint8)
+        for cls, m in objects:
+            label[m] = cls + 1
+        Image.fromarray(label).save(root / "masks" / split / name)
+        image_id = i + 1
+        images.append({"id": image_id, "file_name": f"images/{split}/{name}", "width": img.shape[1],
+                       "height": img.shape[0]})
+        for cls, m in objects:
+            anns.append(coco_annotation(len(anns) + 1, image_id, cls, m))
+    coco = {
+        "info": {"description": f"shapes {split}", "version": "1"},
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(CLASSES)],
+    }
+    (root / "annotations").mkdir(exist_ok=True)
+    (root / "annotations" / f"{split}.json").write_text(json.dumps(coco, separators=(",", ":")))
+
+
+def write_singles(root: Path, split: str, count: int, spec: ShapesSpec, rng: np.random.Generator) -> None:
+    """Single-object images of one split in ``classification/<split>/<class>/``, balanced classes."""
+    for cls in CLASSES:
+        (root / "classification" / split / cls).mkdir(parents=True, exist_ok=True)
+    size = spec.image_size
+    for i in range(count):
+        cls = i % len(CLASSES)
+        img = background(rng, size)
+        extent = int(rng.integers(spec.min_size + 6, min(size - 4, 2 * spec.max_size) + 1))
+        mask = shape_mask(rng, CLASSES[cls], size, extent)
+        img[mask] = contrasting_colour(rng, img[mask])
+        img = np.clip(img + rng.normal(0, spec.noise_sigma, img.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(root / "classification" / split / CLASSES[cls] / f"{split}_{i:05d}.png")
+
+
+def generate(root: Path, spec: ShapesSpec = ShapesSpec()) -> Path:
+    """Write the whole dataset under ``root`` (which must be empty or absent)."""
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"{root} is not empty; remove it first (regeneration is deliberate)")
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(spec.seed)
+    for split, n_scene, n_single in zip(SPLITS, spec.scenes, spec.singles, strict=True):
+        write_scenes(root, split, n_scene, spec, rng)
+        write_singles(root, split, n_single, spec, rng)
+    meta = {"name": "shapes", "classes": list(CLASSES), "spec": asdict(spec)}
+    (root / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return root

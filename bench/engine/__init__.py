@@ -1,0 +1,1 @@
+"""Train and eval loops, checkpoints and device handling (imports torch)."""

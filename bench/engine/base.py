@@ -1,0 +1,63 @@
+"""What a task supplies to the generic trainer: data, model, loss, predictions, evaluator."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from bench.config.catalog import TrialConfig
+from bench.datasets import DATASETS
+from bench.models import build_model
+
+
+class Task(ABC):
+    """One task's pieces.  Subclasses are registered in ``bench.tasks`` by ``module:attr``."""
+
+    collate: Any = None  # DataLoader collate_fn; None = default stacking
+
+    def __init__(self, cfg: TrialConfig, dataset_root: Path) -> None:
+        self.cfg = cfg
+        view = cfg.dataset.views[cfg.task]
+        self.view_root = dataset_root / view.path
+        self._adapter = DATASETS.get(view.format).obj
+        self.classes = list(cfg.dataset.classes)
+
+    def records(self, split: str) -> Any:
+        """The format adapter's records of ``split`` (``train``/``val``/``test`` via the config)."""
+        return self._adapter(self.view_root, self.cfg.dataset.splits[split], self.classes)  # type: ignore[index]
+
+    @property
+    def num_classes(self) -> int:
+        """What the builder gets as ``num_classes`` (see ``bench.models``)."""
+        return len(self.classes)
+
+    def build_model(self) -> nn.Module:
+        return build_model(self.cfg.builder, self.num_classes, self.cfg.train.image_size, self.cfg.params)
+
+    @abstractmethod
+    def dataset(self, split: str, train: bool) -> Dataset: ...
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
+        """Scalar training loss of one batch (model in train mode)."""
+
+    @abstractmethod
+    def predict(self, model: nn.Module, batch: Any, device: torch.device) -> Any:
+        """Model outputs for one batch (model in eval mode, no grad)."""
+
+    @abstractmethod
+    def evaluator(self, split: str) -> Any:
+        """A fresh accumulator from ``bench.evaluators`` for ``split``."""
+
+    @abstractmethod
+    def update(self, evaluator: Any, batch: Any, outputs: Any) -> None:
+        """Feed one batch of outputs (moved to NumPy) to the evaluator."""
+
+    @staticmethod
+    def batch_size_of(batch: Any) -> int:
+        return len(batch[0])

@@ -1,0 +1,120 @@
+"""Torch datasets over the format adapters' split records, and loader construction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Subset
+
+# Random-init models: a fixed, dataset-agnostic scaling of [0, 1] pixels to roughly unit range.
+MEAN, STD = 0.5, 0.25
+
+
+def load_rgb(path: Path, size: int | None = None) -> torch.Tensor:
+    """``[3, H, W]`` float in [0, 1]; resized (bilinear) to ``size`` x ``size`` when given."""
+    img = Image.open(path).convert("RGB")
+    if size is not None and img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
+
+
+def load_labels(path: Path, size: int | None = None) -> torch.Tensor:
+    """``[H, W]`` int64 label map; resized with nearest neighbour (labels must not blend)."""
+    img = Image.open(path)
+    if img.mode not in ("L", "P", "I", "I;16"):
+        raise ValueError(f"{path}: label map must be single-channel, got mode {img.mode}")
+    if size is not None and img.size != (size, size):
+        img = img.resize((size, size), Image.NEAREST)
+    return torch.from_numpy(np.asarray(img).astype(np.int64))
+
+
+class ClassificationDataset(Dataset):
+    """``(image [3, S, S] normalised, label)``; random horizontal flip when ``train``."""
+
+    def __init__(self, paths: Sequence[Path], labels: Sequence[int], size: int, train: bool) -> None:
+        self.paths, self.labels, self.size, self.train = list(paths), list(labels), size, train
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = load_rgb(self.paths[i], self.size)
+        if self.train and torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        return (x - MEAN) / STD, self.labels[i]
+
+
+class SegmentationDataset(Dataset):
+    """``(image [3, S, S] normalised, labels [S, S])``; joint random horizontal flip when ``train``."""
+
+    def __init__(self, images: Sequence[Path], masks: Sequence[Path], size: int, train: bool) -> None:
+        self.images, self.masks, self.size, self.train = list(images), list(masks), size, train
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = load_rgb(self.images[i], self.size), load_labels(self.masks[i], self.size)
+        if self.train and torch.rand(()) < 0.5:
+            x, y = x.flip(-1), y.flip(-1)
+        return (x - MEAN) / STD, y
+
+
+class DetectionDataset(Dataset):
+    """``(image [3, H, W] in [0, 1], target)`` with ``boxes [N, 4] xyxy``, ``labels [N]`` in 1..K.
+
+    Crowd annotations are not training targets (they are handled by the evaluator); category ids
+    map to contiguous labels by sorted id.  Detectors resize internally, so images keep their size.
+    """
+
+    def __init__(self, gt: dict[str, Any], image_root: Path) -> None:
+        self.images = sorted(gt["images"], key=lambda im: im["id"])
+        self.root = image_root
+        self.cat_to_label = {c["id"]: k + 1 for k, c in enumerate(sorted(gt["categories"], key=lambda c: c["id"]))}
+        self.anns: dict[int, list[dict[str, Any]]] = {im["id"]: [] for im in self.images}
+        for ann in gt["annotations"]:
+            if not ann.get("iscrowd", 0):
+                self.anns[ann["image_id"]].append(ann)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        info = self.images[i]
+        anns = self.anns[info["id"]]
+        xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
+        boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
+        labels = torch.tensor([self.cat_to_label[a["category_id"]] for a in anns], dtype=torch.int64)
+        target = {"boxes": boxes, "labels": labels, "image_id": torch.tensor(info["id"])}
+        return load_rgb(self.root / info["file_name"]), target
+
+
+def subsample(ds: Dataset, limit: int | None, seed: int) -> Dataset:
+    """A fixed random subset of ``limit`` items (the same for every model with the same seed)."""
+    n = len(ds)  # type: ignore[arg-type]
+    if limit is None or limit >= n:
+        return ds
+    idx = np.random.default_rng(seed).choice(n, size=limit, replace=False)
+    return Subset(ds, sorted(idx.tolist()))
+
+
+def list_collate(batch: list[Any]) -> tuple[list[Any], list[Any]]:
+    """Detection batches stay lists: images may differ in size and targets in length."""
+    return [b[0] for b in batch], [b[1] for b in batch]
+
+
+def make_loader(
+    ds: Dataset, batch_size: int, *, shuffle: bool, seed: int, num_workers: int,
+    collate: Callable[[list[Any]], Any] | None = None,
+) -> DataLoader:
+    """A seeded loader; ``drop_last`` on training keeps BatchNorm away from size-1 batches."""
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        ds, batch_size=batch_size, shuffle=shuffle, generator=gen, num_workers=num_workers,
+        collate_fn=collate, drop_last=shuffle and len(ds) > batch_size,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,61 @@
+"""Detection: torchvision-style detectors (loss dict in train mode), COCO results into the evaluator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from bench.engine.base import Task
+from bench.engine.data import DetectionDataset, list_collate
+from bench.evaluators.detection import DetectionEvaluator
+
+
+class DetectionTask(Task):
+    collate = staticmethod(list_collate)
+
+    def dataset(self, split: str, train: bool) -> Dataset:
+        rec = self.records(split)
+        return DetectionDataset(rec.gt, rec.image_root)
+
+    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
+        images, targets = batch
+        images = [im.to(device, non_blocking=True) for im in images]
+        targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+        losses = model(images, targets)
+        return sum(losses.values())  # type: ignore[return-value]
+
+    def predict(self, model: nn.Module, batch: Any, device: torch.device) -> list[dict[str, torch.Tensor]]:
+        return model([im.to(device, non_blocking=True) for im in batch[0]])
+
+    def evaluator(self, split: str) -> DetectionEvaluator:
+        return DetectionEvaluator(gt=self.records(split).gt, iou_type="bbox")
+
+    def update(self, evaluator: Any, batch: Any, outputs: list[dict[str, torch.Tensor]]) -> None:
+        evaluator.update(to_coco_results(batch[1], outputs, self.label_to_cat))
+
+    @property
+    def label_to_cat(self) -> dict[int, int]:
+        """Contiguous label (1..K) -> COCO category id, the inverse of the dataset's mapping."""
+        if not hasattr(self, "_label_to_cat"):
+            cats = sorted(c["id"] for c in self.records("val").gt["categories"])
+            self._label_to_cat = {k + 1: cid for k, cid in enumerate(cats)}
+        return self._label_to_cat
+
+
+def to_coco_results(
+    targets: list[dict[str, torch.Tensor]], outputs: list[dict[str, torch.Tensor]], label_to_cat: dict[int, int]
+) -> list[dict[str, Any]]:
+    """Detector outputs (``boxes [N, 4] xyxy``, ``scores [N]``, ``labels [N]``) -> COCO results list."""
+    results = []
+    for tgt, out in zip(targets, outputs, strict=True):
+        image_id = int(tgt["image_id"])
+        boxes = out["boxes"].detach().float().cpu()
+        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
+        for box, score, label in zip(xywh, out["scores"].tolist(), out["labels"].tolist(), strict=True):
+            results.append(
+                {"image_id": image_id, "category_id": label_to_cat[int(label)], "bbox": box, "score": float(score)}
+            )
+    return results

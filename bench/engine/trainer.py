@@ -1,0 +1,190 @@
+"""The generic train/eval loop shared by every task.
+
+Seeded; CUDA + AMP when present, CPU otherwise; checkpoints (last and best by the task's primary
+validation metric) every epoch; the best weights are the ones tested.  Time is split into data,
+compute and metric time.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.config.catalog import TrialConfig
+from bench.engine.base import Task
+from bench.engine.data import make_loader, subsample
+from bench.engine.device import autocast, select_device, sync, timed
+from bench.results.record import EpochLog
+from bench.tasks import TASKS
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class LoopOutput:
+    """What training and testing produced (turned into a TrialResult by the caller)."""
+
+    metrics: dict[str, Any]
+    history: list[EpochLog]
+    timings: dict[str, float]
+    num_params: int
+    device: str
+    checkpoint: str | None
+    inference_ms_per_image: float | None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    """Python, NumPy and torch RNGs (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(model: nn.Module, cfg: TrialConfig) -> torch.optim.Optimizer:
+    """SGD with momentum or AdamW over trainable parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    t = cfg.train
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+
+
+def lr_factor(it: int, total: int, cfg: TrialConfig) -> float:
+    """Multiplier of the base LR at iteration ``it`` of ``total``: linear warm-up, then the schedule."""
+    t = cfg.train
+    if it < t.warmup_iters:
+        return (it + 1) / t.warmup_iters
+    progress = (it - t.warmup_iters) / max(1, total - t.warmup_iters)
+    if t.scheduler == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if t.scheduler == "step":
+        return 0.1 ** sum(progress >= m for m in (2 / 3, 8 / 9))
+    return 1.0
+
+
+def evaluate(
+    task: Task, model: nn.Module, split: str, device: torch.device, cfg: TrialConfig, acc: dict[str, float]
+) -> tuple[dict[str, Any], float | None]:
+    """Metrics of ``model`` on ``split`` and the forward time per image in ms (first batch skipped)."""
+    ds = subsample(task.dataset(split, train=False), cfg.train.max_eval_images, cfg.seed)
+    loader = make_loader(
+        ds, cfg.train.eval_batch_size or cfg.train.batch_size, shuffle=False, seed=cfg.seed,
+        num_workers=cfg.train.num_workers, collate=task.collate,
+    )
+    evaluator = task.evaluator(split)
+    model.eval()
+    fwd_s, fwd_n = 0.0, 0
+    t_data = time.perf_counter()
+    with torch.no_grad():
+        for i, batch in enumerate(loader):
+            acc["data_s"] = acc.get("data_s", 0.0) + time.perf_counter() - t_data
+            sync(device)
+            t0 = time.perf_counter()
+            with autocast(device, cfg.train.amp):
+                outputs = task.predict(model, batch, device)
+            sync(device)
+            dt = time.perf_counter() - t0
+            acc["compute_s"] = acc.get("compute_s", 0.0) + dt
+            if i > 0:  # the first batch pays for lazy init and allocator warm-up
+                fwd_s, fwd_n = fwd_s + dt, fwd_n + task.batch_size_of(batch)
+            with timed(device, acc, "metric_s"):
+                task.update(evaluator, batch, outputs)
+            t_data = time.perf_counter()
+    with timed(device, acc, "metric_s"):
+        metrics = evaluator.compute()
+    return metrics, (1000 * fwd_s / fwd_n if fwd_n else None)
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """The scalar (float or null) entries of an evaluator result."""
+    return {k: (None if v is None else float(v)) for k, v in metrics.items()
+            if v is None or (isinstance(v, int | float) and not isinstance(v, bool))}
+
+
+def train_and_test(cfg: TrialConfig, dataset_root: Path, run_dir: Path, progress: ProgressFn) -> LoopOutput:
+    """Train ``cfg`` on the train split, select on val, report test metrics."""
+    seed_everything(cfg.seed)
+    device = select_device(cfg.device)
+    spec = TASKS.get(cfg.task).meta
+    from bench.tasks import task_impl
+
+    task: Task = task_impl(cfg.task)(cfg, dataset_root)
+    model = task.build_model().to(device)
+    num_params = sum(p.numel() for p in model.parameters())
+    train_ds = subsample(task.dataset("train", train=True), cfg.train.max_train_images, cfg.seed)
+    loader = make_loader(
+        train_ds, cfg.train.batch_size, shuffle=True, seed=cfg.seed,
+        num_workers=cfg.train.num_workers, collate=task.collate,
+    )
+    opt = make_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp and device.type == "cuda")
+    total_iters = cfg.train.epochs * len(loader)
+    acc: dict[str, float] = {}
+    history: list[EpochLog] = []
+    best, best_path = -math.inf, None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t_train = time.perf_counter()
+    it = 0
+    for epoch in range(1, cfg.train.epochs + 1):
+        model.train()
+        t_epoch, losses = time.perf_counter(), []
+        t_data = time.perf_counter()
+        for batch in loader:
+            acc["data_s"] = acc.get("data_s", 0.0) + time.perf_counter() - t_data
+            for group in opt.param_groups:
+                group["lr"] = cfg.train.lr * lr_factor(it, total_iters, cfg)
+            with timed(device, acc, "compute_s"):
+                with autocast(device, cfg.train.amp):
+                    loss = task.loss(model, batch, device)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}, iter {it}")
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.train.grad_clip:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+            losses.append(loss.item())
+            it += 1
+            t_data = time.perf_counter()
+        val, _ = evaluate(task, model, "val", device, cfg, acc)
+        val_scalars = scalar_metrics(val)
+        score = val_scalars.get(spec.primary_metric)
+        log = EpochLog(
+            epoch=epoch, train_loss=float(np.mean(losses)) if losses else float("nan"),
+            val=val_scalars, lr=opt.param_groups[0]["lr"], seconds=time.perf_counter() - t_epoch,
+        )
+        history.append(log)
+        if cfg.train.checkpoint:
+            state = {"model": model.state_dict(), "epoch": epoch, "config": cfg.model_dump(mode="json")}
+            torch.save(state, run_dir / "last.pt")
+            if score is not None and score > best:
+                best, best_path = score, run_dir / "best.pt"
+                torch.save(state, best_path)
+        progress({"event": "epoch", "epoch": epoch, "epochs": cfg.train.epochs, "loss": log.train_loss,
+                  spec.primary_metric: score})
+        if cfg.train.time_limit_s and time.perf_counter() - t_train > cfg.train.time_limit_s:
+            progress({"event": "time_limit", "epoch": epoch})
+            break
+    acc["train_s"] = time.perf_counter() - t_train
+    if best_path is not None:
+        model.load_state_dict(torch.load(best_path, map_location=device)["model"])
+    t_test = time.perf_counter()
+    test, ms = evaluate(task, model, "test", device, cfg, acc)
+    acc["test_s"] = time.perf_counter() - t_test
+    return LoopOutput(
+        metrics=test, history=history, timings=acc, num_params=num_params, device=str(device),
+        checkpoint=str(best_path or (run_dir / "last.pt" if cfg.train.checkpoint else "")) or None,
+        inference_ms_per_image=ms,
+    )

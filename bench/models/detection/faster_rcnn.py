@@ -1,0 +1,82 @@
+"""Faster R-CNN with FPN (Ren et al., 2015; Lin et al., 2017) from torchvision, random init."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bench.models import register_model
+
+if TYPE_CHECKING:
+    from torch import nn
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+@register_model(
+    "faster_rcnn",
+    task="detection",
+    source="torchvision",
+    paper="Ren et al. 2015 (arXiv:1506.01497); FPN: Lin et al. 2017 (arXiv:1612.03144)",
+    description="RPN (IoU > 0.7 positive, < 0.3 negative, 256 anchors/img, 1:1) + Fast R-CNN head on FPN",
+)
+def build_faster_rcnn(
+    num_classes: int,
+    image_size: int,
+    backbone: str = "resnet50",
+    norm: str = "bn",
+    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512),
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0),
+    representation_size: int = 1024,
+    rpn_pre_nms_top_n_train: int = 2000,
+    rpn_post_nms_top_n_train: int = 2000,
+    rpn_pre_nms_top_n_test: int = 1000,
+    rpn_post_nms_top_n_test: int = 1000,
+    box_batch_size_per_image: int = 512,
+    box_detections_per_img: int = 100,
+    box_score_thresh: float = 0.05,
+) -> nn.Module:
+    """Faster R-CNN + FPN for ``num_classes`` object classes (background is added here).
+
+    ``backbone`` picks the ResNet of the FPN, so the cpu profile can use a light one.  ``norm`` is
+    ``bn`` (trainable BatchNorm, needed from random init), ``gn`` or ``frozen_bn`` (the torchvision
+    default, only sensible with pretrained weights).  One anchor size per FPN level (P2-P6), each
+    with every aspect ratio.  The transform keeps images at ``image_size``: torchvision would
+    otherwise upscale them to 800 px.
+    """
+    from functools import partial
+
+    from torch import nn
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.ops import misc
+
+    if backbone not in BACKBONES:
+        raise ValueError(f"faster_rcnn: unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    if len(anchor_sizes) != 5:
+        raise ValueError(f"faster_rcnn: anchor_sizes needs one size per FPN level (5), got {anchor_sizes}")
+    norms = {"bn": nn.BatchNorm2d, "frozen_bn": misc.FrozenBatchNorm2d, "gn": partial(nn.GroupNorm, 32)}
+    if norm not in norms:
+        raise ValueError(f"faster_rcnn: unknown norm {norm!r}; choose one of {', '.join(norms)}")
+    body = resnet_fpn_backbone(backbone_name=backbone, weights=None, norm_layer=norms[norm], trainable_layers=5)
+    anchors = AnchorGenerator(
+        sizes=tuple((s,) for s in anchor_sizes), aspect_ratios=(tuple(aspect_ratios),) * len(anchor_sizes)
+    )
+    resolution = 7
+    return FasterRCNN(
+        body,
+        num_classes=None,
+        min_size=image_size,
+        max_size=image_size,
+        rpn_anchor_generator=anchors,
+        rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train,
+        rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
+        rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test,
+        rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
+        box_head=TwoMLPHead(body.out_channels * resolution**2, representation_size),
+        box_predictor=FastRCNNPredictor(representation_size, num_classes + 1),
+        box_batch_size_per_image=box_batch_size_per_image,
+        box_detections_per_img=box_detections_per_img,
+        box_score_thresh=box_score_thresh,
+    )

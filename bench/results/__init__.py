@@ -1,0 +1,1 @@
+"""Typed trial result records and their provenance."""

@@ -1,0 +1,87 @@
+"""The record every trial returns, ok or failed, with the provenance that makes it trustworthy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Record(BaseModel):
+    """Base: unknown keys rejected (records are read back from JSON), mutable by ``model_copy`` only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timings(Record):
+    """Wall-clock seconds.  ``data_s + compute_s + metric_s`` is the time inside the loops."""
+
+    data_s: float = 0.0  # waiting for batches and copying them to the device
+    compute_s: float = 0.0  # forward/backward/step (device-synchronised)
+    metric_s: float = 0.0  # evaluator updates and metric computation
+    setup_s: float = 0.0  # data check/pull, model build
+    train_s: float = 0.0  # the whole training phase, validation included
+    test_s: float = 0.0  # the final test evaluation
+    total_s: float = 0.0
+    inference_ms_per_image: float | None = None  # model forward only, test split, after warm-up
+
+
+class Provenance(Record):
+    """Where a number came from."""
+
+    config_hash: str
+    dataset_version: str | None = None
+    git_sha: str = "unknown"
+    packages: dict[str, str] = Field(default_factory=dict)
+    hardware: dict[str, Any] = Field(default_factory=dict)
+    metric_spec: str | None = None
+
+
+class EpochLog(Record):
+    """One training epoch: mean train loss and the validation metrics."""
+
+    epoch: int
+    train_loss: float
+    val: dict[str, float | None] = Field(default_factory=dict)
+    lr: float
+    seconds: float
+
+
+class TrialResult(Record):
+    """The outcome of one trial, written to ``--output`` and logged to MLflow by the driver."""
+
+    trial_id: str
+    model: str
+    task: str
+    dataset: str
+    profile: str
+    seed: int
+    status: Literal["ok", "failed"]
+    error: str | None = None
+    traceback: str | None = None
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    per_class: dict[str, Any] = Field(default_factory=dict)
+    extras: dict[str, Any] = Field(default_factory=dict)  # non-scalar results (confusion matrix ...)
+    history: list[EpochLog] = Field(default_factory=list)
+    num_params: int | None = None
+    device: str | None = None
+    timings: Timings = Timings()
+    provenance: Provenance
+    config: dict[str, Any] = Field(default_factory=dict)
+    checkpoint: str | None = None
+    mlflow_run_id: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+def write_results(path: Path, results: list[TrialResult]) -> None:
+    """``--output`` file: a JSON list, one object per trial."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([r.model_dump(mode="json") for r in results], indent=2) + "\n")
+
+
+def read_results(path: Path) -> list[TrialResult]:
+    """Inverse of ``write_results``."""
+    return [TrialResult.model_validate(obj) for obj in json.loads(path.read_text())]

@@ -1,0 +1,51 @@
+"""The task registry: what each task trains with, evaluates with and ranks by.
+
+Entries are lazy ``"module:attr"`` strings for the torch-side implementation, so resolving a task
+name (``bench list --task``, target resolution) never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from bench.registry import Registry
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Typed metadata of a task."""
+
+    primary_metric: str  # leaderboard sort key
+    higher_is_better: bool
+    headline_metrics: tuple[str, ...]  # leaderboard columns, in order
+    description: str
+
+
+TASKS: Registry[str, TaskSpec] = Registry("task")
+
+TASKS.add(
+    "classification",
+    "bench.engine.classification:ClassificationTask",
+    TaskSpec("top1", True, ("top1", "top5", "macro_f1"), "single-label image classification"),
+)
+TASKS.add(
+    "detection",
+    "bench.engine.detection:DetectionTask",
+    TaskSpec("mAP", True, ("mAP", "mAP_50", "mAP_75", "mAP11", "mAPall"), "object detection, COCO boxes"),
+)
+TASKS.add(
+    "semantic_segmentation",
+    "bench.engine.segmentation:SegmentationTask",
+    TaskSpec(
+        "jaccard", True, ("jaccard", "dice", "jaccard_fg", "dice_fg", "pixel_accuracy"),
+        "per-pixel classification; class 0 is background",
+    ),
+)
+
+
+def task_impl(name: str) -> Any:
+    """Import and return the implementation class of task ``name``."""
+    module, _, attr = TASKS.get(name).obj.partition(":")
+    return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,150 @@
+"""The driver-side MLflow writer: one parent run per invocation, one child run per trial.
+
+Only the driver talks to MLflow (workers return records), and it writes each trial in a few
+batched calls, so a tracking server sees little traffic however many workers there are.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from bench.results.record import TrialResult
+
+EXPERIMENT = "bench"
+TAG_KIND = "bench.kind"
+
+
+def tracking_uri(project: Path) -> str:
+    """``$MLFLOW_TRACKING_URI``, else a SQLite file in the project (the embedded default)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project / 'mlflow.db'}"
+
+
+def in_ray_job() -> bool:
+    """True inside a ``ray job submit`` entrypoint (which runs in a temporary working-dir copy)."""
+    return bool(os.environ.get("RAY_JOB_ID")) or "runtime_resources" in str(Path.cwd())
+
+
+def job_tracking_warning() -> str | None:
+    """The loud warning for a Ray job with no tracking URI (its SQLite default would vanish)."""
+    if in_ray_job() and not os.environ.get("MLFLOW_TRACKING_URI"):
+        return (
+            "WARNING: running inside a Ray job without MLFLOW_TRACKING_URI. Results go to a SQLite file in "
+            "the job's temporary working dir and will be lost when the job ends. Pass the tracking server, "
+            "e.g. ray job submit --runtime-env-json "
+            "'{\"env_vars\": {\"MLFLOW_TRACKING_URI\": \"http://HOST:5000\"}}' -- bench run all"
+        )
+    return None
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mapping -> ``{"train.lr": "0.001", ...}`` (MLflow params are flat strings)."""
+    out: dict[str, str] = {}
+    for key, val in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(val, Mapping) and val:
+            out.update(flatten(val, name + "."))
+        else:
+            out[name] = str(val)[:6000]
+    return out
+
+
+class MlflowWriter:
+    """Creates the runs of one ``bench run`` invocation."""
+
+    def __init__(self, project: Path) -> None:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.uri = tracking_uri(project)
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(self.uri)
+        exp = self.client.get_experiment_by_name(EXPERIMENT)
+        if exp is None:
+            artifacts = None
+            if self.uri.startswith("sqlite:"):
+                artifacts = (project / "mlartifacts").resolve().as_uri()
+            self.experiment_id = self.client.create_experiment(EXPERIMENT, artifact_location=artifacts)
+        else:
+            self.experiment_id = exp.experiment_id
+        self.parent_id: str | None = None
+
+    def start_parent(self, name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> str:
+        """The invocation's parent run."""
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={TAG_KIND: "suite", **tags})
+        self.parent_id = run.info.run_id
+        self._log_batch(self.parent_id, params=flatten(params))
+        return self.parent_id
+
+    def end_parent(self, failed: int, total: int) -> None:
+        """Close the parent run: FINISHED when every trial was ok, else FAILED."""
+        assert self.parent_id is not None
+        self._log_batch(self.parent_id, metrics={"trials_ok": total - failed, "trials_failed": failed})
+        self.client.set_terminated(self.parent_id, "FINISHED" if failed == 0 else "FAILED")
+
+    def log_trial(self, result: TrialResult, artifacts: list[Path]) -> str:
+        """A child run for ``result``: params, per-epoch and final metrics, tags, artifacts."""
+        from mlflow.entities import Metric
+
+        tags = {
+            "mlflow.parentRunId": self.parent_id or "",
+            TAG_KIND: "trial",
+            "model": result.model,
+            "task": result.task,
+            "dataset": result.dataset,
+            "dataset_md5": result.provenance.dataset_version or "",
+            "git_sha": result.provenance.git_sha,
+            "profile": result.profile,
+            "seed": str(result.seed),
+            "device": result.device or "",
+            "status": result.status,
+            "config_hash": result.provenance.config_hash,
+            "metric_spec": result.provenance.metric_spec or "",
+            "hostname": str(result.provenance.hardware.get("hostname", "")),
+            **{f"version.{k}": v for k, v in result.provenance.packages.items()},
+        }
+        if result.error:
+            tags["error"] = result.error[:5000]
+        run = self.client.create_run(self.experiment_id, run_name=result.trial_id, tags=tags)
+        rid = run.info.run_id
+        ts = 0
+        metrics: list[Metric] = []
+        for log in result.history:
+            metrics.append(Metric("train_loss", log.train_loss, ts, log.epoch))
+            metrics.append(Metric("lr", log.lr, ts, log.epoch))
+            metrics += [Metric(f"val_{k}", v, ts, log.epoch) for k, v in log.val.items() if v is not None]
+        finals = {f"test_{k}": v for k, v in result.metrics.items() if v is not None}
+        t = result.timings
+        finals.update(train_time_s=t.train_s, total_time_s=t.total_s, data_time_s=t.data_s,
+                      compute_time_s=t.compute_s, metric_time_s=t.metric_s)
+        if t.inference_ms_per_image is not None:
+            finals["inference_ms_per_image"] = t.inference_ms_per_image
+        if result.num_params is not None:
+            finals["num_params"] = float(result.num_params)
+        metrics += [Metric(k, float(v), ts, 0) for k, v in finals.items()]
+        self._log_batch(rid, params=flatten(result.config), metrics_list=metrics)
+        with tempfile.TemporaryDirectory() as tmp:
+            rec = Path(tmp) / "result.json"
+            rec.write_text(result.model_copy(update={"mlflow_run_id": rid}).model_dump_json(indent=2))
+            self.client.log_artifact(rid, str(rec))
+        for path in artifacts:
+            self.client.log_artifact(rid, str(path), artifact_path="plots")
+        self.client.set_terminated(rid, "FINISHED" if result.status == "ok" else "FAILED")
+        return rid
+
+    def _log_batch(
+        self, run_id: str, params: Mapping[str, str] | None = None, metrics: Mapping[str, float] | None = None,
+        metrics_list: list[Any] | None = None,
+    ) -> None:
+        """``log_batch`` in chunks within MLflow's limits (100 params, 1000 metrics per call)."""
+        from mlflow.entities import Metric, Param
+
+        plist = [Param(k, v) for k, v in (params or {}).items()]
+        mlist = list(metrics_list or []) + [Metric(k, float(v), 0, 0) for k, v in (metrics or {}).items()]
+        for i in range(0, len(plist), 100):
+            self.client.log_batch(run_id, params=plist[i : i + 100])
+        for i in range(0, len(mlist), 1000):
+            self.client.log_batch(run_id, metrics=mlist[i : i + 1000])
