@@ -1,0 +1,103 @@
+"""Accumulator for semantic segmentation: dataset confusion matrix + per-image metric sums."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bench.evaluators import EVALUATORS, EvaluatorSpec
+from bench.metrics import MetricInputError
+from bench.metrics.segmentation import (
+    CLASS_METRICS,
+    REDUCTIONS,
+    confusion_matrices,
+    from_confmat,
+    from_per_image_sums,
+    per_image_sums,
+)
+
+
+@EVALUATORS.register(
+    "semantic_segmentation",
+    EvaluatorSpec("semantic_segmentation", "confusion matrix (dataset) and per-image metric sums"),
+)
+class SegmentationEvaluator:
+    """Accumulates both reductions at once, so :meth:`compute` can report either.
+
+    State: the dataset ``[K, K]`` confusion matrix (int64) and, for ``reduction="per_image"``,
+    per-class sums/counts of each image's metrics (see ``per_image_sums``).  Everything is
+    additive; the float sums make a merged per-image result equal up to float rounding.
+    """
+
+    def __init__(
+        self, num_classes: int, ignore_index: int = 255, class_names: list[str] | None = None
+    ) -> None:
+        if num_classes < 1:
+            raise MetricInputError(f"num_classes must be >= 1, got {num_classes}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise MetricInputError(f"{len(class_names)} class names for num_classes={num_classes}")
+        self.num_classes = int(num_classes)
+        self.ignore_index = int(ignore_index)
+        self.class_names = list(class_names) if class_names is not None else None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all images."""
+        k, m = self.num_classes, len(CLASS_METRICS)
+        self.confmat = np.zeros((k, k), dtype=np.int64)
+        self.pi_sums = np.zeros((m, k), dtype=np.float64)
+        self.pi_counts = np.zeros((m, k), dtype=np.int64)
+        self.acc_sum = 0.0
+        self.n_images = 0
+
+    def update(self, pred: np.ndarray, target: np.ndarray) -> None:
+        """Add a batch of label maps: ``pred, target: [N, H, W] int`` (target may hold ignore_index)."""
+        pred, target = np.asarray(pred), np.asarray(target)
+        if pred.ndim != 3:
+            raise MetricInputError(f"pred must be [N, H, W], got shape {pred.shape}")
+        cms = confusion_matrices(pred, target, self.num_classes, self.ignore_index)  # one bincount
+        self.confmat += cms.sum(axis=0)
+        sums, counts, acc_sum, n = per_image_sums(cms)
+        self.pi_sums += sums
+        self.pi_counts += counts
+        self.acc_sum += acc_sum
+        self.n_images += n
+
+    def compute(self, reduction: str = "dataset") -> dict[str, Any]:
+        """Metrics with ``reduction`` ``"dataset"`` (default) or ``"per_image"``."""
+        if reduction == "dataset":
+            return from_confmat(self.confmat, self.class_names)
+        if reduction == "per_image":
+            return from_per_image_sums(self.pi_sums, self.pi_counts, self.acc_sum, self.n_images,
+                                       self.class_names)
+        raise MetricInputError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+    def merge(self, other: SegmentationEvaluator) -> SegmentationEvaluator:
+        """Add ``other``'s state into this evaluator (in place); returns self."""
+        if (other.num_classes, other.ignore_index) != (self.num_classes, self.ignore_index):
+            raise MetricInputError("cannot merge evaluators with different num_classes/ignore_index")
+        self.confmat += other.confmat
+        self.pi_sums += other.pi_sums
+        self.pi_counts += other.pi_counts
+        self.acc_sum += other.acc_sum
+        self.n_images += other.n_images
+        return self
+
+    def state(self) -> dict[str, Any]:
+        """Plain picklable state."""
+        return {"num_classes": self.num_classes, "ignore_index": self.ignore_index,
+                "class_names": self.class_names, "confmat": self.confmat.copy(),
+                "pi_sums": self.pi_sums.copy(), "pi_counts": self.pi_counts.copy(),
+                "acc_sum": float(self.acc_sum), "n_images": int(self.n_images)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> SegmentationEvaluator:
+        """Inverse of :meth:`state`."""
+        ev = cls(state["num_classes"], state["ignore_index"], state["class_names"])
+        ev.confmat = np.asarray(state["confmat"], dtype=np.int64).copy()
+        ev.pi_sums = np.asarray(state["pi_sums"], dtype=np.float64).copy()
+        ev.pi_counts = np.asarray(state["pi_counts"], dtype=np.int64).copy()
+        ev.acc_sum = float(state["acc_sum"])
+        ev.n_images = int(state["n_images"])
+        return ev
