@@ -24,6 +24,8 @@ def build_faster_rcnn(
     image_size: int,
     backbone: str = "resnet50",
     norm: str = "bn",
+    fpn_channels: int = 256,
+    roi_sampling_ratio: int = 2,
     anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512),
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0),
     representation_size: int = 1024,
@@ -37,7 +39,9 @@ def build_faster_rcnn(
 ) -> nn.Module:
     """Faster R-CNN + FPN for ``num_classes`` object classes (background is added here).
 
-    ``backbone`` picks the ResNet of the FPN, so the cpu profile can use a light one.  ``norm`` is
+    ``backbone`` picks the ResNet of the FPN, so the cpu profile can use a light one;
+    ``fpn_channels`` (256 in the FPN paper) and ``roi_sampling_ratio`` (RoIAlign samples per bin
+    side) are the other cost knobs.  ``norm`` is
     ``bn`` (trainable BatchNorm, needed from random init), ``gn`` or ``frozen_bn`` (the torchvision
     default, only sensible with pretrained weights).  One anchor size per FPN level (P2-P6), each
     with every aspect ratio.  The transform keeps images at ``image_size``: torchvision would
@@ -48,9 +52,11 @@ def build_faster_rcnn(
     from torch import nn
     from torchvision.models.detection import FasterRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
-    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.models import resnet
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-    from torchvision.ops import misc
+    from torchvision.ops import MultiScaleRoIAlign, misc
+    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
     if backbone not in BACKBONES:
         raise ValueError(f"faster_rcnn: unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
@@ -59,7 +65,15 @@ def build_faster_rcnn(
     norms = {"bn": nn.BatchNorm2d, "frozen_bn": misc.FrozenBatchNorm2d, "gn": partial(nn.GroupNorm, 32)}
     if norm not in norms:
         raise ValueError(f"faster_rcnn: unknown norm {norm!r}; choose one of {', '.join(norms)}")
-    body = resnet_fpn_backbone(backbone_name=backbone, weights=None, norm_layer=norms[norm], trainable_layers=5)
+    trunk = getattr(resnet, backbone)(weights=None, norm_layer=norms[norm])
+    stage_channels = [trunk.inplanes // 8 * 2**i for i in range(4)]  # C2..C5 widths
+    body = BackboneWithFPN(
+        trunk,
+        return_layers={f"layer{i}": str(i - 1) for i in range(1, 5)},
+        in_channels_list=stage_channels,
+        out_channels=fpn_channels,
+        extra_blocks=LastLevelMaxPool(),  # P6 by stride-2 max-pool of P5, as in torchvision
+    )
     anchors = AnchorGenerator(
         sizes=tuple((s,) for s in anchor_sizes), aspect_ratios=(tuple(aspect_ratios),) * len(anchor_sizes)
     )
@@ -70,6 +84,8 @@ def build_faster_rcnn(
         min_size=image_size,
         max_size=image_size,
         rpn_anchor_generator=anchors,
+        box_roi_pool=MultiScaleRoIAlign(["0", "1", "2", "3"], output_size=resolution,
+                                        sampling_ratio=roi_sampling_ratio),
         rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train,
         rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
         rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test,
