@@ -1,0 +1,1 @@
+"""Command-line interface; sub-apps are mounted by ``bench.cli.main``."""
