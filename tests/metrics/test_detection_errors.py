@@ -41,8 +41,8 @@ def _bad_rle_size(gt: dict[str, Any], preds: list[dict[str, Any]]) -> None:
 P17 = r"prediction #17 "
 GT4 = r"ground-truth annotation #4 "
 CASES = {
-    "unknown image_id": (_set(17, "image_id", 123456), r"prediction #17 \(image_id=123456\): unknown image_id"),
-    "unknown category_id": (_set(17, "category_id", 5555), P17 + rf"\(image_id={IMG}\): unknown category_id 5555"),
+    "unknown image_id": (_set(17, "image_id", 123456), P17 + r"\(image_id=123456\): unknown image_id"),
+    "unknown category_id": (_set(17, "category_id", 5555), P17 + rf"\(image_id={IMG}\): unknown category_id"),
     "NaN score": (_set(17, "score", float("nan")), rf"prediction #17 \(image_id={IMG}\): score is NaN"),
     "inf score": (_set(17, "score", float("inf")), rf"prediction #17 \(image_id={IMG}\): score is inf"),
     "string score": (_set(17, "score", "high"), P17 + r".*score must be a number"),
