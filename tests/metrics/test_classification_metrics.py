@@ -37,7 +37,8 @@ def test_matches_sklearn(seed: int) -> None:
     for avg in ("macro", "micro"):
         ap, ar, af, _ = precision_recall_fscore_support(labels, pred, labels=range(7), average=avg,
                                                         zero_division=np.nan)
-        assert (res[f"{avg}_precision"], res[f"{avg}_recall"], res[f"{avg}_f1"]) == pytest.approx((ap, ar, af))
+        got = (res[f"{avg}_precision"], res[f"{avg}_recall"], res[f"{avg}_f1"])
+        assert got == pytest.approx((ap, ar, af))
     assert res["top1"] == pytest.approx(top_k_accuracy_score(labels, scores, k=1, labels=range(7)))
     assert res["top5"] == pytest.approx(top_k_accuracy_score(labels, scores, k=5, labels=range(7)))
     assert np.array(res["confusion_matrix"]).sum() == 300 and res["spec"] == METRIC_SPEC
