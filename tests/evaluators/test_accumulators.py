@@ -130,7 +130,8 @@ def test_detection_update_error_names_batch_and_record() -> None:
     ev.update(PREDS_BBOX[:5])
     bad = [dict(p) for p in PREDS_BBOX[5:10]]
     bad[2]["score"] = float("nan")
-    with pytest.raises(MetricInputError, match=r"update batch #1: prediction #2 \(image_id=\d+\): score is NaN"):
+    pattern = r"update batch #1: prediction #2 \(image_id=\d+\): score is NaN"
+    with pytest.raises(MetricInputError, match=pattern):
         ev.update(bad)
 
 

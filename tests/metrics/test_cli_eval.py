@@ -28,8 +28,9 @@ def test_detection(tmp_path: Path) -> None:
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "pred.json").write_text(json.dumps(preds))
     out = tmp_path / "m.json"
-    r = runner.invoke(app, ["detection", "--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "pred.json"),
-                            "--out", str(out), "--voc-iou", "0.6", "--voc-legacy-coords"])
+    files = ["--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "pred.json")]
+    opts = ["--out", str(out), "--voc-iou", "0.6", "--voc-legacy-coords"]
+    r = runner.invoke(app, ["detection", *files, *opts])
     assert r.exit_code == 0, r.output
     assert "mAP_50" in r.output and "per class" in r.output
     written = json.loads(out.read_text())
@@ -43,13 +44,13 @@ def test_detection_bad_record_exits_2(tmp_path: Path) -> None:
     preds[3]["image_id"] = 424242
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "pred.json").write_text(json.dumps(preds))
-    r = runner.invoke(app, ["detection", "--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "pred.json"),
-                            "--out", str(tmp_path / "m.json")])
+    files = ["--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "pred.json")]
+    r = runner.invoke(app, ["detection", *files, "--out", str(tmp_path / "m.json")])
     assert r.exit_code == 2
     assert "prediction #3 (image_id=424242): unknown image_id" in r.output
     assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
-    r = runner.invoke(app, ["detection", "--gt", str(tmp_path / "nope.json"), "--pred", str(tmp_path / "pred.json"),
-                            "--out", str(tmp_path / "m.json")])
+    files = ["--gt", str(tmp_path / "nope.json"), "--pred", str(tmp_path / "pred.json")]
+    r = runner.invoke(app, ["detection", *files, "--out", str(tmp_path / "m.json")])
     assert r.exit_code == 2 and "not found" in r.output
 
 
@@ -81,8 +82,8 @@ def test_segmentation(tmp_path: Path) -> None:
 def test_segmentation_errors(tmp_path: Path) -> None:
     _write_pngs(tmp_path / "gt", {"a.png": np.zeros((4, 4)), "b.png": np.zeros((4, 4))})
     _write_pngs(tmp_path / "pred", {"a.png": np.zeros((4, 5))})
-    args = ["segmentation", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"), "--num-classes", "2",
-            "--out", str(tmp_path / "m.json")]
+    args = ["segmentation", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"),
+            "--num-classes", "2", "--out", str(tmp_path / "m.json")]
     r = runner.invoke(app, args)
     assert r.exit_code == 2 and "missing prediction" in r.output and "b.png" in r.output
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "pred" / "b.png")
