@@ -144,7 +144,8 @@ def main() -> None:
     print(f"{'contender':<18} {'wall s':>8} {'peak RSS MiB':>13}  mAP       mAP_50    AR_100")
     for which, r in results.items():
         s = r["stats"]
-        print(f"{which:<18} {r['seconds']:8.2f} {r['peak_rss'] / 2**20:13.0f}  {s[0]:.6f}  {s[1]:.6f}  {s[8]:.6f}")
+        mib = r["peak_rss"] / 2**20
+        print(f"{which:<18} {r['seconds']:8.2f} {mib:13.0f}  {s[0]:.6f}  {s[1]:.6f}  {s[8]:.6f}")
     ours, fast, pyc = results["bench"], results["faster-coco-eval"], results["pycocotools"]
     print(f"bench VOC: mAP11={ours['mAP11']:.6f} mAPall={ours['mAPall']:.6f}")
     diff = max(abs(a - b) for a, b in zip(ours["stats"], pyc["stats"], strict=True))

@@ -1,0 +1,1 @@
+"""Report artefacts (plots) built from metric results."""
