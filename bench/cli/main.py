@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from bench.cli import data_cmd, list_cmd, report_cmd, run_cmd
+from bench.cli import data_cmd, eval, list_cmd, report_cmd, run_cmd
 
 HELP = """\
 Benchmark computer-vision architectures on versioned data, on Ray, tracked in MLflow.
@@ -21,6 +21,8 @@ Typical session:
   bench run unet --profile smoke      one model, plumbing-only schedule
   bench run detection --output r.json every detection model, records to a JSON file
   bench report                        leaderboards from the latest run -> reports/
+  bench eval detection --gt gt.json --pred dets.json --out m.json
+                                      score saved predictions, no model needed
 \b
 On a cluster:
   ray job submit --working-dir . --runtime-env-json \\
@@ -32,6 +34,7 @@ app.command("list", help=list_cmd.HELP)(list_cmd.list_command)
 app.command("run", help=run_cmd.HELP)(run_cmd.run_command)
 app.command("report", help=report_cmd.HELP)(report_cmd.report_command)
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(eval.app, name="eval")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+Augment = Literal["hflip", "vflip", "rot90", "channel_shuffle"]
 TaskName = Literal["classification", "detection", "semantic_segmentation"]
 
 
@@ -47,6 +48,7 @@ class TrainConfig(Strict):
     num_workers: int = Field(0, ge=0, description="DataLoader workers")
     checkpoint: bool = Field(True, description="save last and best weights each epoch")
     time_limit_s: float | None = Field(None, gt=0, description="stop training after this many seconds")
+    augment: tuple[Augment, ...] = Field(("hflip",), description="train-time transforms, applied in order")
 
 
 class TrainOverride(Strict):
@@ -69,6 +71,7 @@ class TrainOverride(Strict):
     num_workers: int | None = Field(None, ge=0)
     checkpoint: bool | None = None
     time_limit_s: float | None = Field(None, gt=0)
+    augment: tuple[Augment, ...] | None = None
 
 
 class ProfileConfig(Strict):

@@ -150,6 +150,9 @@ def pull(project: Path, pin: Pin, *, force: bool = False) -> str:
         cache.mkdir(parents=True, exist_ok=True)
         # The cache location is node-specific, so it goes in config.local (never committed).
         dvc(project, "cache", "dir", "--local", str(cache))
+        if not (project / ".git").exists():
+            # A Ray job's working-dir copy carries .dvc/ but not .git/ (see .rayignore).
+            dvc(project, "config", "--local", "core.no_scm", "true")
         args = ["pull", pin.dvc_file.name]
         if force:
             args.append("--force")

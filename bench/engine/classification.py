@@ -17,7 +17,7 @@ from bench.evaluators.classification import ClassificationEvaluator
 class ClassificationTask(Task):
     def dataset(self, split: str, train: bool) -> Dataset:
         rec = self.records(split)
-        return ClassificationDataset(rec.paths, rec.labels, self.cfg.train.image_size, train)
+        return ClassificationDataset(rec.paths, rec.labels, self.cfg.train.image_size, self.cfg.train.augment if train else ())
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         x, y = batch

@@ -33,36 +33,54 @@ def load_labels(path: Path, size: int | None = None) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img).astype(np.int64))
 
 
-class ClassificationDataset(Dataset):
-    """``(image [3, S, S] normalised, label)``; random horizontal flip when ``train``."""
+def augment(x: torch.Tensor, y: torch.Tensor | None, ops: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Random label-preserving transforms of ``x [3, H, W]`` and, jointly, a label map ``y [H, W]``.
 
-    def __init__(self, paths: Sequence[Path], labels: Sequence[int], size: int, train: bool) -> None:
-        self.paths, self.labels, self.size, self.train = list(paths), list(labels), size, train
+    ``hflip``/``vflip``: mirror with p=0.5; ``rot90``: a random multiple of 90 degrees;
+    ``channel_shuffle``: permute RGB (colour shift that keeps shapes), image only.
+    """
+    def both(fn: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return fn(x), (fn(y) if y is not None else None)
+
+    for op in ops:
+        if op == "hflip" and torch.rand(()) < 0.5:
+            x, y = both(lambda t: t.flip(-1))
+        elif op == "vflip" and torch.rand(()) < 0.5:
+            x, y = both(lambda t: t.flip(-2))
+        elif op == "rot90":
+            k = int(torch.randint(4, ()))
+            x, y = both(lambda t, k=k: t.rot90(k, dims=(-2, -1)))
+        elif op == "channel_shuffle":
+            x = x[torch.randperm(3)]
+    return x, y
+
+
+class ClassificationDataset(Dataset):
+    """``(image [3, S, S] normalised, label)``; ``augment`` ops applied when training."""
+
+    def __init__(self, paths: Sequence[Path], labels: Sequence[int], size: int, ops: Sequence[str]) -> None:
+        self.paths, self.labels, self.size, self.ops = list(paths), list(labels), size, tuple(ops)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        x = load_rgb(self.paths[i], self.size)
-        if self.train and torch.rand(()) < 0.5:
-            x = x.flip(-1)
+        x, _ = augment(load_rgb(self.paths[i], self.size), None, self.ops)
         return (x - MEAN) / STD, self.labels[i]
 
 
 class SegmentationDataset(Dataset):
-    """``(image [3, S, S] normalised, labels [S, S])``; joint random horizontal flip when ``train``."""
+    """``(image [3, S, S] normalised, labels [S, S])``; ``augment`` ops applied jointly when training."""
 
-    def __init__(self, images: Sequence[Path], masks: Sequence[Path], size: int, train: bool) -> None:
-        self.images, self.masks, self.size, self.train = list(images), list(masks), size, train
+    def __init__(self, images: Sequence[Path], masks: Sequence[Path], size: int, ops: Sequence[str]) -> None:
+        self.images, self.masks, self.size, self.ops = list(images), list(masks), size, tuple(ops)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = load_rgb(self.images[i], self.size), load_labels(self.masks[i], self.size)
-        if self.train and torch.rand(()) < 0.5:
-            x, y = x.flip(-1), y.flip(-1)
-        return (x - MEAN) / STD, y
+        x, y = augment(load_rgb(self.images[i], self.size), load_labels(self.masks[i], self.size), self.ops)
+        return (x - MEAN) / STD, y  # type: ignore[return-value]
 
 
 class DetectionDataset(Dataset):

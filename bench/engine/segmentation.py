@@ -23,7 +23,7 @@ class SegmentationTask(Task):
 
     def dataset(self, split: str, train: bool) -> Dataset:
         rec = self.records(split)
-        return SegmentationDataset(rec.images, rec.masks, self.cfg.train.image_size, train)
+        return SegmentationDataset(rec.images, rec.masks, self.cfg.train.image_size, self.cfg.train.augment if train else ())
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         x, y = batch

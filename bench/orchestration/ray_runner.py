@@ -16,6 +16,7 @@ from typing import Any
 from bench.config.catalog import TrialConfig
 from bench.orchestration.trial import RunContext, base_result, now, run_trial
 from bench.results.record import TrialResult
+from bench.tracking.mlflow_writer import in_ray_job
 
 # Forwarded to every worker so they resolve the same registries and stay offline.
 FORWARDED_ENV = ("BENCH_PLUGINS", "BENCH_CONFIGS", "BENCH_DVC_CACHE", "HF_HUB_OFFLINE", "BENCH_GIT_SHA")
@@ -39,15 +40,16 @@ def init_ray(verbose: bool = False) -> ClusterInfo:
     env_vars.setdefault("HF_HUB_OFFLINE", "1")
     address = os.environ.get("RAY_ADDRESS")
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {
-            "runtime_env": {"env_vars": env_vars},
-            "log_to_driver": verbose,
-            "logging_level": "WARNING",
-        }
+        kwargs: dict[str, Any] = {"log_to_driver": verbose, "logging_level": "WARNING"}
+        # Inside `ray job submit` the job's runtime env (working dir + env vars) already reaches every
+        # worker; passing another one here would replace it.
+        if not in_ray_job():
+            kwargs["runtime_env"] = {"env_vars": env_vars}
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **kwargs)
+            # "local" always starts a fresh instance, never an unrelated `ray start` cluster on this host.
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **kwargs)
     res = ray.cluster_resources()
     return ClusterInfo(
         address=address or "local", cpus=res.get("CPU", 0.0), gpus=res.get("GPU", 0.0), started_locally=not address

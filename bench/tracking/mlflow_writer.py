@@ -25,7 +25,7 @@ def tracking_uri(project: Path) -> str:
 
 def in_ray_job() -> bool:
     """True inside a ``ray job submit`` entrypoint (which runs in a temporary working-dir copy)."""
-    return bool(os.environ.get("RAY_JOB_ID")) or "runtime_resources" in str(Path.cwd())
+    return "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ or "runtime_resources" in str(Path.cwd())
 
 
 def job_tracking_warning() -> str | None:

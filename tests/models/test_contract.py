@@ -1,0 +1,105 @@
+"""Contract tests, parametrised over the model registry: every model, present and future, gets them.
+
+Each model, at its ``smoke`` configuration on real ``shapes`` batches: builds; produces outputs of
+the right shape; reduces its training loss over a few steps on a fixed batch; evaluates to its
+task's metric keys; round-trips a checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from bench.config.catalog import Catalog, effective_trial
+from bench.engine.data import make_loader
+from bench.models import MODELS
+from bench.tasks import TASKS, task_impl
+
+ROOT = Path(__file__).resolve().parents[2]
+CATALOG = Catalog(ROOT / "configs")
+
+
+def setup(name: str, project: Path) -> tuple[Any, Any, Any]:
+    """(task, model, fixed batch of 4 training images) at the smoke profile."""
+    torch.manual_seed(0)
+    cfg = effective_trial(CATALOG.model(name), CATALOG.dataset("shapes"), CATALOG.profile("smoke"), seed=0)
+    task = task_impl(cfg.task)(cfg, project / cfg.dataset.root)
+    loader = make_loader(task.dataset("train", train=False), 4, shuffle=False, seed=0, num_workers=0,
+                         collate=task.collate)
+    return task, task.build_model(), next(iter(loader))
+
+
+def outputs_of(task: Any, model: torch.nn.Module, batch: Any) -> Any:
+    model.eval()
+    with torch.no_grad():
+        return task.predict(model, batch, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_has_a_config(name: str) -> None:
+    assert name in CATALOG.model_files, f"configs/models/{name}.yaml is missing"
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_forward_shape(name: str, project: Path) -> None:
+    task, model, batch = setup(name, project)
+    out = outputs_of(task, model, batch)
+    n = len(batch[0])
+    if task.cfg.task == "classification":
+        assert out.shape == (n, task.num_classes)
+        assert torch.allclose(out.sum(1), torch.ones(n), atol=1e-5)
+    elif task.cfg.task == "semantic_segmentation":
+        assert out.shape == batch[1].shape
+        assert int(out.max()) < task.num_classes
+    else:
+        assert len(out) == n
+        for det in out:
+            assert det["boxes"].shape[1:] == (4,) and len(det["scores"]) == len(det["labels"])
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_training_reduces_loss_on_fixed_batch(name: str, project: Path) -> None:
+    task, model, batch = setup(name, project)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    losses = []
+    for _ in range(8):
+        loss = task.loss(model, batch, torch.device("cpu"))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert min(losses[-3:]) < losses[0], losses
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_evaluates_to_task_metrics(name: str, project: Path) -> None:
+    task, model, batch = setup(name, project)
+    evaluator = task.evaluator("val")
+    task.update(evaluator, batch, outputs_of(task, model, batch))
+    metrics = evaluator.compute()
+    spec = TASKS.get(task.cfg.task).meta
+    assert set(spec.headline_metrics) <= set(metrics)
+    assert metrics["spec"].startswith("bench-metrics/")
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_checkpoint_round_trip(name: str, project: Path) -> None:
+    task, model, batch = setup(name, project)
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict()}, buf)
+    buf.seek(0)
+    torch.manual_seed(123)  # a differently initialised twin
+    twin = task.build_model()
+    twin.load_state_dict(torch.load(buf)["model"])
+    a, b = outputs_of(task, model, batch), outputs_of(task, twin, batch)
+    if isinstance(a, list):
+        for da, db in zip(a, b, strict=True):
+            assert torch.equal(da["boxes"], db["boxes"]) and torch.equal(da["scores"], db["scores"])
+    else:
+        assert torch.equal(a, b)

@@ -1,0 +1,70 @@
+"""The generic registry: decorator registration, duplicates, did-you-mean, lazy discovery."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.registry import Registry, RegistryError, closest
+
+
+def test_register_get_and_list() -> None:
+    reg: Registry[object, str] = Registry("widget")
+
+    @reg.register("yolo_v3", "meta-a")
+    def build() -> None: ...
+
+    assert reg.get("yolo_v3").obj is build
+    assert reg.get("yolo_v3").meta == "meta-a"
+    assert reg.names() == ["yolo_v3"]
+    assert "yolo_v3" in reg and "other" not in reg
+
+
+def test_duplicate_name_raises() -> None:
+    reg: Registry[object, str] = Registry("widget")
+    reg.add("a", object(), "m")
+    with pytest.raises(RegistryError, match="duplicate widget name 'a'"):
+        reg.add("a", object(), "m")
+
+
+def test_unknown_name_suggests_and_lists() -> None:
+    reg: Registry[object, str] = Registry("model")
+    for n in ("yolo_v3", "yolo_v2", "unet"):
+        reg.add(n, object(), "m")
+    with pytest.raises(RegistryError) as err:
+        reg.get("yolo3")
+    msg = str(err.value)
+    assert "did you mean 'yolo_v3'" in msg
+    assert "available: unet, yolo_v2, yolo_v3" in msg
+
+
+def test_closest_prefers_similar() -> None:
+    assert closest("resnet", ["resnet18", "unet", "faster_rcnn"])[0] == "resnet18"
+
+
+def test_model_registry_is_lazy_about_torch() -> None:
+    """Discovering every registered model must not import torch (bench list stays fast)."""
+    code = ("import sys; from bench.models import MODELS; from bench.tasks import TASKS; "
+            "from bench.datasets import DATASETS; n = MODELS.names(); DATASETS.names(); "
+            "print(len(n), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    count, torch_loaded = out.stdout.split()
+    assert int(count) >= 3
+    assert torch_loaded == "False"
+
+
+def test_bench_list_is_fast_and_torch_free(project: object) -> None:
+    """`bench list` in a fresh interpreter: under 2 s, and torch never imported."""
+    code = ("import sys, time; t = time.perf_counter(); from bench.cli.main import app; "
+            "from typer.testing import CliRunner; r = CliRunner().invoke(app, ['list']); "
+            "assert r.exit_code == 0, r.output; assert 'faster_rcnn' in r.output; "
+            "print(time.perf_counter() - t, 'torch' in sys.modules)")
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t0
+    inner, torch_loaded = out.stdout.split()
+    assert torch_loaded == "False"
+    assert wall < 2.0, f"bench list took {wall:.2f}s (in-process {float(inner):.2f}s)"
