@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,3 +20,16 @@ def project() -> Path:
 
     ensure(ROOT, read_pin(ROOT / "datasets.dvc"))
     return ROOT
+
+
+def copy_project(src: Path, dst: Path, with_data: bool) -> Path:
+    """A checkout of the tracked metadata (configs, .dvc, the local remote), data optional."""
+    dst.mkdir()
+    for name in ("configs", ".dvc"):
+        shutil.copytree(src / name, dst / name, ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
+    shutil.copy(src / "datasets.dvc", dst)
+    (dst / "data-remote").symlink_to(src / "data-remote")
+    if with_data:
+        shutil.copytree(src / "datasets", dst / "datasets")
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    return dst

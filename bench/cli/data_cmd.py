@@ -48,7 +48,7 @@ def status() -> None:
         try:
             version = verify(root, pin)  # type: ignore[arg-type]
         except DataVersionError as exc:
-            console.print(f"[red]{exc}[/]", highlight=False)
+            console.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         console.print(f"{root / pin.path}: {version}, clean")  # type: ignore[attr-defined]
         console.print(dvc(root, "status").stdout.strip())
@@ -60,7 +60,8 @@ def generate(
     seed: Annotated[int, typer.Option(help="generator seed")] = 20261125,
 ) -> None:
     """Regenerate the procedural `shapes` dataset (deliberate: then `dvc add datasets && dvc push`)."""
-    from bench.datasets.shapes import ShapesSpec, generate as gen
+    from bench.datasets.shapes import ShapesSpec
+    from bench.datasets.shapes import generate as gen
 
     with user_errors():
         gen(out, ShapesSpec(seed=seed))

@@ -26,7 +26,6 @@ from bench.registry import unknown_name_message
 from bench.tasks import TASKS
 
 
-
 class TrialConfig(Strict):
     """The effective, fully merged configuration of one trial (what gets hashed and logged)."""
 

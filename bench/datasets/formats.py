@@ -105,7 +105,9 @@ def load_coco(view_root: Path, split: str, classes: list[str]) -> DetectionSplit
     return DetectionSplit(gt, view_root)
 
 
-@register_format("masks", task="semantic_segmentation", layout="<path>/images/<split>/X.png + <path>/masks/<split>/X.png")
+@register_format(
+    "masks", task="semantic_segmentation", layout="<path>/images/<split>/X.png + <path>/masks/<split>/X.png"
+)
 def load_masks(view_root: Path, split: str, classes: list[str]) -> SegmentationSplit:
     """Images paired with single-channel label maps of the same file stem (0 = background)."""
     img_dir, mask_dir = view_root / "images" / split, view_root / "masks" / split

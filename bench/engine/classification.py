@@ -17,7 +17,8 @@ from bench.evaluators.classification import ClassificationEvaluator
 class ClassificationTask(Task):
     def dataset(self, split: str, train: bool) -> Dataset:
         rec = self.records(split)
-        return ClassificationDataset(rec.paths, rec.labels, self.cfg.train.image_size, self.cfg.train.augment if train else ())
+        ops = self.cfg.train.augment if train else ()
+        return ClassificationDataset(rec.paths, rec.labels, self.cfg.train.image_size, ops)
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         x, y = batch

@@ -23,7 +23,8 @@ class SegmentationTask(Task):
 
     def dataset(self, split: str, train: bool) -> Dataset:
         rec = self.records(split)
-        return SegmentationDataset(rec.images, rec.masks, self.cfg.train.image_size, self.cfg.train.augment if train else ())
+        ops = self.cfg.train.augment if train else ()
+        return SegmentationDataset(rec.images, rec.masks, self.cfg.train.image_size, ops)
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         x, y = batch

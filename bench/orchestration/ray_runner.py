@@ -7,6 +7,7 @@ for; GPU requests are dropped when the cluster has no GPU (Ray would wait for on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -74,10 +75,9 @@ def _remote_trial(cfg: TrialConfig, ctx: RunContext, queue: Any) -> TrialResult:
     """Body of the Ray task: progress events go to the driver through a Ray queue."""
 
     def progress(event: dict[str, Any]) -> None:
-        try:
+        # Progress is best effort: a full or gone queue must not fail a trial.
+        with contextlib.suppress(Exception):
             queue.put_nowait({"trial_id": cfg.trial_id, **event})
-        except Exception:  # noqa: BLE001, S110 - progress is best effort; a full queue must not fail a trial
-            pass
 
     return run_trial(cfg, ctx, progress)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.datasets.versioning import DataVersionError, dir_md5, read_pin, verify
+from tests.conftest import copy_project
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = str(Path(sys.executable).with_name("bench"))
@@ -20,19 +20,6 @@ def test_on_disk_data_matches_pin(project: Path) -> None:
     pin = read_pin(project / "datasets.dvc")
     assert dir_md5(project / pin.path) == pin.md5
     assert verify(project, pin) == "md5:" + pin.md5.removesuffix(".dir")
-
-
-def copy_project(src: Path, dst: Path, with_data: bool) -> Path:
-    """A checkout of the tracked metadata (configs, .dvc, the local remote), data optional."""
-    dst.mkdir()
-    for name in ("configs", ".dvc"):
-        shutil.copytree(src / name, dst / name, ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
-    shutil.copy(src / "datasets.dvc", dst)
-    (dst / "data-remote").symlink_to(src / "data-remote")
-    if with_data:
-        shutil.copytree(src / "datasets", dst / "datasets")
-    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
-    return dst
 
 
 def test_modified_file_is_refused_with_fix(project: Path, tmp_path: Path) -> None:

@@ -41,10 +41,11 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("mlflow")
     port = free_port()
     env = base_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    log = (tmp / "server.log").open("w")
     proc = subprocess.Popen(
         [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--artifacts-destination", str(tmp / "art")],
-        env=env, stdout=open(tmp / "server.log", "w"), stderr=subprocess.STDOUT,
+        env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -60,6 +61,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(timeout=30)
+    log.close()
 
 
 def bench(*args: str, env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,41 @@
+"""The trial wrapper: a modified dataset is refused with the fix, and failures become records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.config.catalog import Catalog, effective_trial
+from bench.orchestration.trial import RunContext, run_trial
+from tests.conftest import ROOT, copy_project
+
+
+def smoke_trial(model: str, project: Path):  # noqa: ANN201 - TrialConfig
+    cat = Catalog(project / "configs")
+    return effective_trial(cat.model(model), cat.dataset("shapes"), cat.profile("smoke"), seed=0)
+
+
+def test_modified_dataset_file_fails_the_trial_with_fix(project: Path, tmp_path: Path) -> None:
+    proj = copy_project(ROOT, tmp_path / "p", with_data=True)
+    ann = proj / "datasets" / "shapes" / "annotations" / "val.json"
+    ann.write_text(ann.read_text().replace('"iscrowd":0', '"iscrowd":1', 1))
+    events: list[dict] = []
+    result = run_trial(smoke_trial("unet", proj), RunContext(str(proj), "t", "sha"), events.append)
+    assert result.status == "failed"
+    assert "DataVersionError" in result.error
+    assert "shapes/annotations/val.json" in result.error  # names the modified file
+    assert "bench data pull --force" in result.error
+    assert result.provenance.config_hash and result.trial_id == "unet@shapes#0"
+    assert not result.metrics
+
+
+def test_ok_trial_record_has_provenance(project: Path, tmp_path: Path) -> None:
+    events: list[dict] = []
+    result = run_trial(smoke_trial("unet", ROOT), RunContext(str(ROOT), "pytest-trial", "sha1"), events.append)
+    assert result.status == "ok", result.traceback
+    assert [e["event"] for e in events][:2] == ["data", "train"]
+    assert result.provenance.dataset_version and result.provenance.git_sha == "sha1"
+    assert result.provenance.metric_spec.startswith("bench-metrics/")
+    assert {"dice", "jaccard", "dice_fg"} <= set(result.metrics)
+    assert result.timings.compute_s > 0 and result.timings.inference_ms_per_image
+    assert result.history and result.history[0].epoch == 1
+    assert Path(result.checkpoint).is_file()
