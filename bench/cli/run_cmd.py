@@ -119,17 +119,25 @@ def execute(root: Path, target: str, profile: str, trials: list[Any], cluster: A
 
 
 def trial_plots(result: Any) -> list[Path]:
-    """Plots attached to a trial's MLflow run (written to a temp folder the writer uploads)."""
+    """Plots attached to a trial's MLflow run: the training curve, plus PR curves (detection) or a
+    confusion matrix (classification, segmentation), drawn from the record in a temp folder."""
     import tempfile
 
-    from bench.reports.curves import training_curve
+    from bench.reports import plots
     from bench.tasks import TASKS
 
-    if not result.history:
+    if result.status != "ok":
         return []
     folder = Path(tempfile.mkdtemp(prefix="bench-plots-"))
-    primary = TASKS.get(result.task).meta.primary_metric
-    return [training_curve(result.history, primary, folder / "training_curve.png")]
+    out = [plots.training_curve(result.history, TASKS.get(result.task).meta.primary_metric,
+                                folder / "training_curve.png")]
+    if result.task == "detection" and result.per_class:
+        out.append(plots.pr_curves(result.per_class, folder / "pr_curves.png"))
+    cm = result.extras.get("confusion_matrix")
+    if cm is not None:
+        names = list(result.per_class) if len(result.per_class) == len(cm) else None
+        out.append(plots.confusion_matrix_plot(cm, names, folder / "confusion_matrix.png"))
+    return out
 
 
 class ProgressDisplay:

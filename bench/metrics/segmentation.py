@@ -161,7 +161,9 @@ def from_confmat(confmat: np.ndarray, class_names: Sequence[str] | None = None) 
     """Result dict of the ``"dataset"`` reduction from one ``[K, K]`` confusion matrix."""
     n = confmat.sum()
     acc = float(np.trace(confmat) / n) if n > 0 else None
-    return summarize(class_metrics(confmat), acc, "dataset", class_names)
+    out = summarize(class_metrics(confmat), acc, "dataset", class_names)
+    out["confusion_matrix"] = np.asarray(confmat, dtype=np.int64).tolist()  # for the trial's plot
+    return out
 
 
 @register_metric(

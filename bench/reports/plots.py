@@ -4,9 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from bench.results.record import EpochLog
+
+
+def _pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (workers and CI have no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as PNG at ``path`` (parents created)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120, bbox_inches="tight")
+    return out
 
 
 def pr_curves(per_class: dict[str, Any], path: str | Path) -> Path:
@@ -14,11 +37,7 @@ def pr_curves(per_class: dict[str, Any], path: str | Path) -> Path:
 
     Classes without GT (``APall`` None) are skipped; the legend shows VOC all-point AP.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 6))
     try:
         for name, c in per_class.items():
@@ -30,12 +49,9 @@ def pr_curves(per_class: dict[str, Any], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize="small", ncol=1 + len(ax.lines) // 20, loc="lower left")
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=120, bbox_inches="tight")
+        return _save(fig, path)
     finally:
         plt.close(fig)
-    return out
 
 
 def confusion_matrix_plot(cm: np.ndarray, class_names: Sequence[str] | None, path: str | Path) -> Path:
@@ -43,11 +59,7 @@ def confusion_matrix_plot(cm: np.ndarray, class_names: Sequence[str] | None, pat
 
     Cells show counts when ``K <= 20``; rows without samples stay blank rather than 0/0.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     cm = np.asarray(cm, dtype=np.float64)
     k = cm.shape[0]
     names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
@@ -68,9 +80,24 @@ def confusion_matrix_plot(cm: np.ndarray, class_names: Sequence[str] | None, pat
                     dark = bool(np.nan_to_num(norm[i, j]) > 0.5)
                     ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
                             color="white" if dark else "black")
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=120, bbox_inches="tight")
+        return _save(fig, path)
     finally:
         plt.close(fig)
-    return out
+
+
+def training_curve(history: Sequence[EpochLog], primary: str, path: str | Path) -> Path:
+    """Train loss (left axis) and validation ``primary`` (right axis) per epoch -> PNG at ``path``."""
+    plt = _pyplot()
+    epochs = [h.epoch for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    try:
+        ax.plot(epochs, [h.train_loss for h in history], "o-", color="tab:blue")
+        ax.set(xlabel="epoch", title="training curve")
+        ax.set_ylabel("train loss", color="tab:blue")
+        ax2 = ax.twinx()
+        vals = [h.val.get(primary) for h in history]
+        ax2.plot(epochs, [np.nan if v is None else v for v in vals], "s-", color="tab:orange")
+        ax2.set_ylabel(f"val {primary}", color="tab:orange")
+        return _save(fig, path)
+    finally:
+        plt.close(fig)

@@ -116,6 +116,8 @@ def test_run_all_smoke_local_ray_into_mlflow_server(mlflow_server: str, tmp_path
         assert "result.json" in arts and "plots" in arts
         plots = {a.path for a in client.list_artifacts(kid.info.run_id, "plots")}
         assert "plots/training_curve.png" in plots
+        task_plot = "plots/pr_curves.png" if tags["task"] == "detection" else "plots/confusion_matrix.png"
+        assert task_plot in plots, plots
 
     # the leaderboard from those runs
     rep = bench("report", "--out", str(tmp_path / "reports"), env=base_env(MLFLOW_TRACKING_URI=mlflow_server))
