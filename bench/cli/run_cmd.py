@@ -57,6 +57,7 @@ def run_command(
     warning = job_tracking_warning()
     if warning:
         err_console.print(f"[bold yellow]{warning}[/]", highlight=False)
+    writer = open_tracking(root)  # before Ray: an unreachable server is a bad-input error, not a crash
     from bench.orchestration.ray_runner import init_ray
 
     cluster = init_ray(verbose=verbose)
@@ -71,33 +72,44 @@ def run_command(
         f"bench run {target}: {len(trials)} trial(s), profile {prof.name}, Ray {cluster.address} "
         f"({cluster.cpus:g} CPU, {cluster.gpus:g} GPU)"
     )
-    results = execute(root, target, prof.name, trials, cluster)
-    if output:
-        from bench.results.record import write_results
-
-        write_results(output, results)
-        console.print(f"wrote {output}")
+    results = execute(root, writer, target, prof.name, trials, cluster, output)
     if report:
         from bench.reports.leaderboard import write_report
-        from bench.tracking.mlflow_writer import tracking_uri
 
-        for p in write_report(tracking_uri(root), root / "reports"):
+        for p in write_report(writer.uri, root / "reports"):
             console.print(f"wrote {p}")
     summary(results)
     if any(r.status != "ok" for r in results):
         raise typer.Exit(1)
 
 
-def execute(root: Path, target: str, profile: str, trials: list[Any], cluster: Any) -> list[Any]:
-    """Run ``trials`` on Ray under one MLflow parent run, logging each trial as it finishes."""
+def open_tracking(root: Path) -> Any:
+    """The MLflow writer, or exit 2 with the URI when the tracking store cannot be reached."""
+    from bench.tracking.mlflow_writer import MlflowWriter, tracking_uri
+
+    try:
+        return MlflowWriter(root)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises several unrelated types for "unreachable"
+        err_console.print(f"[bold red]error:[/] cannot use MLflow at {tracking_uri(root)}: "
+                          f"{type(exc).__name__}: {str(exc)[:300]}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def execute(
+    root: Path, writer: Any, target: str, profile: str, trials: list[Any], cluster: Any, output: Path | None
+) -> list[Any]:
+    """Run ``trials`` on Ray under one MLflow parent run, logging each trial as it finishes.
+
+    ``output`` is rewritten after every trial, so a crash or Ctrl-C of the driver loses nothing
+    that had finished; a trial MLflow refuses to log is kept (with a warning), not dropped.
+    """
     from bench.orchestration.ray_runner import run_trials
     from bench.orchestration.trial import RunContext
     from bench.results.provenance import git_sha
-    from bench.tracking.mlflow_writer import MlflowWriter
+    from bench.results.record import write_results
 
     sha = git_sha(root)
     run_name = f"{target}-{time.strftime('%Y%m%d-%H%M%S')}"
-    writer = MlflowWriter(root)
     writer.start_parent(
         run_name,
         tags={"target": target, "profile": profile, "git_sha": sha, "ray_address": cluster.address},
@@ -107,14 +119,27 @@ def execute(root: Path, target: str, profile: str, trials: list[Any], cluster: A
     display = ProgressDisplay(trials)
 
     def on_result(result: Any) -> None:
-        rid = writer.log_trial(result, trial_plots(result))
-        display.finish(result.model_copy(update={"mlflow_run_id": rid}))
+        try:
+            result = result.model_copy(update={"mlflow_run_id": writer.log_trial(result, trial_plots(result))})
+        except Exception as exc:  # noqa: BLE001 - keep the record whatever the tracking store says
+            err_console.print(f"[yellow]warning: MLflow did not take {result.trial_id}: {exc}[/]", highlight=False)
+        display.finish(result)
+        if output:
+            write_results(output, display.results)
 
-    with display:
-        run_trials(trials, ctx, cluster, display.event, on_result)
+    try:
+        with display:
+            run_trials(trials, ctx, display.event, on_result)
+    except KeyboardInterrupt:
+        writer.end_parent(len(trials) - sum(r.status == "ok" for r in display.results), len(trials), killed=True)
+        err_console.print(f"interrupted; {len(display.results)} finished trial(s) kept"
+                          + (f" in {output}" if output else ""))
+        raise
     results = display.results
     writer.end_parent(sum(r.status != "ok" for r in results), len(results))
     console.print(f"MLflow: {writer.uri} (parent run {writer.parent_id})")
+    if output:
+        console.print(f"wrote {output}")
     return results
 
 

@@ -2,7 +2,8 @@
 
 ``RAY_ADDRESS`` set (as under ``ray job submit``) -> connect to that cluster; otherwise start a
 local Ray sized to the machine.  Each trial is one Ray task with the resources its config asks
-for; GPU requests are dropped when the cluster has no GPU (Ray would wait for one forever).
+for.  Ray never schedules a task no node can hold (it waits forever), so such a trial is failed
+before submission with the request and the nodes' resources in its error.
 """
 
 from __future__ import annotations
@@ -57,12 +58,49 @@ def init_ray(verbose: bool = False) -> ClusterInfo:
     )
 
 
-def task_options(cfg: TrialConfig, cluster: ClusterInfo) -> dict[str, Any]:
-    """Ray options of one trial: its config's resources, minus GPUs the cluster does not have."""
+def request(cfg: TrialConfig) -> dict[str, float]:
+    """The Ray resources one trial asks for (``memory`` in bytes, as Ray counts it)."""
+    r = cfg.resources
+    req = {"CPU": r.num_cpus, "GPU": r.num_gpus}
+    if r.memory_gb:
+        req["memory"] = r.memory_gb * 2**30
+    return req
+
+
+def node_resources() -> list[dict[str, float]]:
+    """Total resources of every alive node of the connected cluster."""
+    import ray
+
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
+def infeasible_reason(req: dict[str, float], nodes: list[dict[str, float]]) -> str | None:
+    """Why no single node can ever run a task asking ``req`` (None when some node can).
+
+    ``req``/``nodes``: resource name -> amount, e.g. ``{"CPU": 4, "GPU": 1}``.
+    """
+    if any(all(node.get(k, 0.0) >= v for k, v in req.items() if v) for node in nodes):
+        return None
+    asked = ", ".join(f"{k}={_fmt(k, v)}" for k, v in req.items() if v)
+    offer = "; ".join(
+        "{" + ", ".join(f"{k}={_fmt(k, node.get(k, 0.0))}" for k in ("CPU", "GPU", "memory")) + "}"
+        for node in nodes
+    ) or "no alive nodes"
+    return (f"no node can satisfy this trial's resource request ({asked}); the cluster's nodes offer: {offer}. "
+            "Lower `resources` in the profile or model YAML, or pick another --profile "
+            "(Ray would otherwise wait for such a node forever).")
+
+
+def _fmt(key: str, value: float) -> str:
+    return f"{value / 2**30:.1f}GiB" if key == "memory" else f"{value:g}"
+
+
+def task_options(cfg: TrialConfig) -> dict[str, Any]:
+    """Ray options of one trial: exactly the resources its config asks for."""
     r = cfg.resources
     opts: dict[str, Any] = {
-        "num_cpus": min(r.num_cpus, cluster.cpus) if cluster.cpus else r.num_cpus,
-        "num_gpus": r.num_gpus if cluster.gpus > 0 else 0,
+        "num_cpus": r.num_cpus,
+        "num_gpus": r.num_gpus,
         "max_retries": 0,  # a trial is not idempotent work worth repeating blindly; failures are recorded
         "name": f"trial:{cfg.trial_id}",
     }
@@ -75,9 +113,10 @@ def _remote_trial(cfg: TrialConfig, ctx: RunContext, queue: Any) -> TrialResult:
     """Body of the Ray task: progress events go to the driver through a Ray queue."""
 
     def progress(event: dict[str, Any]) -> None:
-        # Progress is best effort: a full or gone queue must not fail a trial.
+        # Fire and forget: Queue.put_nowait() would ray.get() inside this task, and Ray hands a blocked
+        # task's CPU to the next trial, oversubscribing the node. Progress is best effort anyway.
         with contextlib.suppress(Exception):
-            queue.put_nowait({"trial_id": cfg.trial_id, **event})
+            queue.actor.put_nowait.remote({"trial_id": cfg.trial_id, **event})
 
     return run_trial(cfg, ctx, progress)
 
@@ -85,7 +124,6 @@ def _remote_trial(cfg: TrialConfig, ctx: RunContext, queue: Any) -> TrialResult:
 def run_trials(
     cfgs: list[TrialConfig],
     ctx: RunContext,
-    cluster: ClusterInfo,
     on_event: Callable[[dict[str, Any]], None],
     on_result: Callable[[TrialResult], None],
 ) -> list[TrialResult]:
@@ -96,11 +134,18 @@ def run_trials(
     queue = Queue(maxsize=10_000, actor_options={"num_cpus": 0})
     remote = ray.remote(_remote_trial)
     pending: dict[Any, TrialConfig] = {}
+    results: list[TrialResult] = []
+    nodes = node_resources()
     for cfg in cfgs:
-        ref = remote.options(**task_options(cfg, cluster)).remote(cfg, ctx, queue)
+        reason = infeasible_reason(request(cfg), nodes)
+        if reason:  # fail fast: never submit what Ray would queue forever
+            result = base_result(cfg, ctx, status="failed", error=f"ResourceUnavailable: {reason}", finished_at=now())
+            results.append(result)
+            on_result(result)
+            continue
+        ref = remote.options(**task_options(cfg)).remote(cfg, ctx, queue)
         pending[ref] = cfg
         on_event({"trial_id": cfg.trial_id, "event": "queued"})
-    results: list[TrialResult] = []
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
         _drain(queue, on_event)

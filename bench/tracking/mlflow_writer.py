@@ -79,11 +79,13 @@ class MlflowWriter:
         self._log_batch(self.parent_id, params=flatten(params))
         return self.parent_id
 
-    def end_parent(self, failed: int, total: int) -> None:
-        """Close the parent run: FINISHED when every trial was ok, else FAILED."""
-        assert self.parent_id is not None
+    def end_parent(self, failed: int, total: int, killed: bool = False) -> None:
+        """Close the parent run: FINISHED when every trial was ok, FAILED otherwise, KILLED on Ctrl-C."""
+        if self.parent_id is None:
+            raise RuntimeError("end_parent() before start_parent()")
         self._log_batch(self.parent_id, metrics={"trials_ok": total - failed, "trials_failed": failed})
-        self.client.set_terminated(self.parent_id, "FINISHED" if failed == 0 else "FAILED")
+        status = "KILLED" if killed else ("FINISHED" if failed == 0 else "FAILED")
+        self.client.set_terminated(self.parent_id, status)
 
     def log_trial(self, result: TrialResult, artifacts: list[Path]) -> str:
         """A child run for ``result``: params, per-epoch and final metrics, tags, artifacts."""

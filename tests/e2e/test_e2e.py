@@ -94,6 +94,16 @@ def test_run_all_smoke_local_ray_into_mlflow_server(mlflow_server: str, tmp_path
         assert r["provenance"]["dataset_version"].startswith("md5:")
         assert r["provenance"]["packages"]["torch"].startswith("2.14.1")
         assert r["timings"]["compute_s"] > 0 and r["timings"]["train_s"] > 0
+    # 3 one-CPU trials on a 2-CPU Ray: never more than 2 at once (a blocking call inside a trial
+    # would let Ray hand its CPU to a third one).
+    from datetime import datetime
+
+    spans = [(datetime.fromisoformat(r["started_at"]), datetime.fromisoformat(r["finished_at"])) for r in records]
+    for i, (s0, e0) in enumerate(spans):
+        overlapping = [j for j, (s1, e1) in enumerate(spans) if j != i and s1 < e0 and s0 < e1]
+        assert len(overlapping) <= 1 or not all(
+            spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1] for a in overlapping for b in overlapping if a < b
+        ), f"more than 2 trials ran at once on 2 CPUs: {spans}"
     metrics = {r["model"]: r["metrics"] for r in records}
     assert {"top1", "macro_f1"} <= set(metrics["resnet18"])
     assert {"mAP", "mAP_50", "mAP_75"} <= set(metrics["faster_rcnn"])
@@ -131,11 +141,16 @@ def test_run_all_smoke_local_ray_into_mlflow_server(mlflow_server: str, tmp_path
 
 
 def test_failed_build_does_not_stop_the_others(mlflow_server: str, tmp_path: Path, project: Path) -> None:
-    """(e): a model whose build raises is recorded failed, with its reason; the other trial runs."""
+    """(e): a model whose build raises, and one asking for a GPU nobody has, are recorded failed with
+    their reasons (the second before submission, without hanging); the other trial runs."""
     configs = tmp_path / "configs"
     shutil.copytree(ROOT / "configs", configs)
     (configs / "models" / "broken_model.yaml").write_text("description: build raises\n")
-    (configs / "suites" / "with_broken.yaml").write_text(yaml.safe_dump({"models": ["broken_model", "resnet18"]}))
+    # a resnet18 that asks for a GPU this CPU-only Ray does not have: must fail fast, not hang
+    (configs / "models" / "greedy.yaml").write_text(
+        "model: resnet18\nprofiles:\n  smoke:\n    resources: {num_cpus: 1, num_gpus: 1}\n")
+    suite = {"models": ["broken_model", "greedy", "resnet18"]}
+    (configs / "suites" / "with_broken.yaml").write_text(yaml.safe_dump(suite))
     out = tmp_path / "out.json"
     env = base_env(MLFLOW_TRACKING_URI=mlflow_server, BENCH_CONFIGS=str(configs),
                    BENCH_PLUGINS="tests.plugins.broken_model", PYTHONPATH=str(ROOT))
@@ -147,6 +162,10 @@ def test_failed_build_does_not_stop_the_others(mlflow_server: str, tmp_path: Pat
     assert broken["status"] == "failed"
     assert "RuntimeError: deliberately broken builder" in broken["error"]
     assert "build_broken_model" in broken["traceback"]
+    greedy = records["greedy"]
+    assert greedy["status"] == "failed"
+    assert greedy["error"].startswith("ResourceUnavailable: no node can satisfy")
+    assert "GPU=1" in greedy["error"] and "the cluster's nodes offer: {CPU=" in greedy["error"]
     from mlflow.tracking import MlflowClient
 
     run = MlflowClient(mlflow_server).get_run(broken["mlflow_run_id"])
