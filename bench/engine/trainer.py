@@ -24,7 +24,7 @@ from bench.engine.base import Task
 from bench.engine.data import make_loader, subsample
 from bench.engine.device import autocast, select_device, sync, timed
 from bench.results.record import EpochLog
-from bench.tasks import TASKS
+from bench.tasks import TASKS, task_impl
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -116,8 +116,6 @@ def train_and_test(cfg: TrialConfig, dataset_root: Path, run_dir: Path, progress
     seed_everything(cfg.seed)
     device = select_device(cfg.device)
     spec = TASKS.get(cfg.task).meta
-    from bench.tasks import task_impl
-
     task: Task = task_impl(cfg.task)(cfg, dataset_root)
     model = task.build_model().to(device)
     num_params = sum(p.numel() for p in model.parameters())

@@ -181,6 +181,8 @@ def test_ray_job_submit_to_started_cluster(mlflow_server: str, project: Path) ->
     # Ray 2.60 turns token auth on for new clusters; the job CLI must then send the token too.
     env = base_env(RAY_AUTH_MODE="token")
     ray = str(BIN / "ray")
+    # the token the cluster and the job CLI share (created once per machine, kept if present)
+    subprocess.run([ray, "get-auth-token", "--generate"], env=env, capture_output=True, timeout=60, check=True)
     start = subprocess.run(
         [ray, "start", "--head", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats"],
