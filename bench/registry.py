@@ -13,7 +13,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -119,11 +119,3 @@ class Registry(Generic[T, M]):
         for name in self.names():
             yield self._entries[name]
 
-    def unregister(self, name: str) -> None:
-        """Remove ``name`` (used by tests that register throw-away entries)."""
-        self._entries.pop(name, None)
-
-
-def describe(obj: Any) -> str:
-    """``module:qualname`` of a registered object, for listings and provenance."""
-    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', '?')}"

@@ -157,10 +157,8 @@ def _best_gt_boxes(
     -> ``(best_iou [D] (-inf without candidates), best_gt [D] (-1 without candidates))``.
     Vectorised: all (detection, candidate GT) pairs are laid out flat, chunked to bound memory.
     """
-    n_det = len(det_key)
-    best_iou = np.full(n_det, -np.inf)
-    best_gt = np.full(n_det, -1, dtype=np.int64)
-    if n_det == 0 or len(gt_key) == 0:
+    best_iou, best_gt = _unmatched(len(det_key))
+    if len(det_key) == 0 or len(gt_key) == 0:
         return best_iou, best_gt
     # A stable sort keeps annotation order inside a key, which is what "first on ties" refers to.
     g_order = np.argsort(gt_key, kind="stable")
@@ -191,6 +189,11 @@ def _best_gt_boxes(
     return best_iou, best_gt
 
 
+def _unmatched(n_det: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(best_iou [D] = -inf, best_gt [D] = -1)``: the answer for detections without candidates."""
+    return np.full(n_det, -np.inf), np.full(n_det, -1, dtype=np.int64)
+
+
 def _best_gt_masks(
     det_key: np.ndarray,
     det_rle: Sequence[dict[str, Any]],
@@ -198,10 +201,8 @@ def _best_gt_masks(
     gt_rle: Sequence[dict[str, Any]],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mask version of :func:`_best_gt_boxes` (RLE IoU has no flat vector form: one call per key)."""
-    n_det = len(det_key)
-    best_iou = np.full(n_det, -np.inf)
-    best_gt = np.full(n_det, -1, dtype=np.int64)
-    if n_det == 0 or len(gt_key) == 0:
+    best_iou, best_gt = _unmatched(len(det_key))
+    if len(det_key) == 0 or len(gt_key) == 0:
         return best_iou, best_gt
     g_order = np.argsort(gt_key, kind="stable")
     g_keys, g_start, g_count = np.unique(gt_key[g_order], return_index=True, return_counts=True)
