@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -56,15 +55,11 @@ def test_model_registry_is_lazy_about_torch() -> None:
     assert torch_loaded == "False"
 
 
-def test_bench_list_is_fast_and_torch_free(project: object) -> None:
-    """`bench list` in a fresh interpreter: under 2 s, and torch never imported."""
-    code = ("import sys, time; t = time.perf_counter(); from bench.cli.main import app; "
+def test_bench_list_imports_no_torch() -> None:
+    """`bench list` in a fresh interpreter never imports torch (its time: benchmarks/cli_startup.py)."""
+    code = ("import sys; from bench.cli.main import app; "
             "from typer.testing import CliRunner; r = CliRunner().invoke(app, ['list']); "
             "assert r.exit_code == 0, r.output; assert 'faster_rcnn' in r.output; "
-            "print(time.perf_counter() - t, 'torch' in sys.modules)")
-    t0 = time.perf_counter()
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    wall = time.perf_counter() - t0
-    inner, torch_loaded = out.stdout.split()
-    assert torch_loaded == "False"
-    assert wall < 2.0, f"bench list took {wall:.2f}s (in-process {float(inner):.2f}s)"
+    assert out.stdout.strip() == "False"
