@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,10 @@ def copy_project(src: Path, dst: Path, with_data: bool) -> Path:
         shutil.copytree(src / "datasets", dst / "datasets")
     subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
     return dst
+
+
+def heavy_imports_after(code: str, heavy: tuple[str, ...] = ("torch", "matplotlib")) -> list[str]:
+    """Run ``code`` in a fresh interpreter; return which of ``heavy`` it ended up importing."""
+    probe = f"{code}\nimport sys as _s; print([m for m in {heavy!r} if m in _s.modules])"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - our own printed list

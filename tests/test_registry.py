@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from bench.registry import Registry, RegistryError, closest
+from tests.conftest import heavy_imports_after
 
 
 def test_register_get_and_list() -> None:
@@ -46,20 +44,14 @@ def test_closest_prefers_similar() -> None:
 
 def test_model_registry_is_lazy_about_torch() -> None:
     """Discovering every registered model must not import torch (bench list stays fast)."""
-    code = ("import sys; from bench.models import MODELS; from bench.tasks import TASKS; "
-            "from bench.datasets import DATASETS; n = MODELS.names(); DATASETS.names(); "
-            "print(len(n), 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    count, torch_loaded = out.stdout.split()
-    assert int(count) >= 3
-    assert torch_loaded == "False"
+    code = ("from bench.models import MODELS; from bench.tasks import TASKS; "
+            "from bench.datasets import DATASETS; assert len(MODELS.names()) >= 3; DATASETS.names()")
+    assert "torch" not in heavy_imports_after(code)
 
 
 def test_bench_list_imports_no_torch() -> None:
     """`bench list` in a fresh interpreter never imports torch (its time: benchmarks/cli_startup.py)."""
-    code = ("import sys; from bench.cli.main import app; "
+    code = ("from bench.cli.main import app; "
             "from typer.testing import CliRunner; r = CliRunner().invoke(app, ['list']); "
-            "assert r.exit_code == 0, r.output; assert 'faster_rcnn' in r.output; "
-            "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+            "assert r.exit_code == 0, r.output; assert 'faster_rcnn' in r.output")
+    assert "torch" not in heavy_imports_after(code)
