@@ -45,7 +45,9 @@ def run_command(
         root, cat = catalog()
         models, suite_dataset = cat.resolve_target(target)
         dataset_name = dataset or suite_dataset
-        datasets = {m.name: cat.dataset(dataset_name or m.dataset) for m in models}
+        # One trial per (model, dataset): --dataset or the suite's dataset replaces a model's list.
+        datasets = {m.name: [cat.dataset(d) for d in ([dataset_name] if dataset_name else m.datasets)]
+                    for m in models}
         from bench.models import check_params
 
         for m in models:  # fail on a bad param before any worker starts
@@ -65,7 +67,7 @@ def run_command(
         prof = cat.profile(profile or ("gpu" if cluster.gpus > 0 else "cpu"))
         from bench.config.catalog import effective_trial
 
-        trials = [effective_trial(m, datasets[m.name], prof, seed) for m in models]
+        trials = [effective_trial(m, d, prof, seed) for m in models for d in datasets[m.name]]
         for t in trials:
             check_params(t.builder, t.params, f"{cat.model_files.get(t.model, t.model)} (profile {prof.name})")
     console.print(

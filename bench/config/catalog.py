@@ -130,7 +130,8 @@ def model_task(cfg: ModelConfig) -> str:
 def effective_trial(
     model: ModelConfig, dataset: DatasetConfig, profile: ProfileConfig, seed: int
 ) -> TrialConfig:
-    """Merge schema defaults < model.train < profile.train < model.profiles[profile] into a trial."""
+    """Merge schema defaults < model.train < profile.train < model.profiles[profile]
+    < model.profiles[profile].datasets[dataset] into a trial."""
     from bench.models import MODELS
 
     spec = MODELS.get(model.builder).meta
@@ -140,11 +141,13 @@ def effective_trial(
             f"its views: {', '.join(dataset.views)}"
         )
     per = model.profiles.get(profile.name)
+    per_data = per.datasets.get(dataset.name) if per else None
     train: dict[str, Any] = {}
-    for layer in (model.train, profile.train, per.train if per else None):
+    for layer in (model.train, profile.train, per.train if per else None, per_data.train if per_data else None):
         if layer is not None:
             train.update(layer.model_dump(exclude_none=True))
     params = deep_merge(model.params, per.params if per else {})
+    params = deep_merge(params, per_data.params if per_data else {})
     resources = per.resources if per and per.resources else profile.resources
     return TrialConfig(
         model=model.name,

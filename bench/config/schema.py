@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Augment = Literal["hflip", "vflip", "rot90", "channel_shuffle"]
-TaskName = Literal["classification", "detection", "semantic_segmentation"]
+# Train-time transforms (bench.engine.data.augment documents each one's range).
+Augment = Literal["hflip", "vflip", "rot90", "channel_shuffle", "crop", "rotate", "shear", "color_shift"]
+TaskName = Literal["classification", "detection", "semantic_segmentation", "verification"]
 
 
 class Strict(BaseModel):
@@ -26,6 +27,21 @@ class Resources(Strict):
     num_cpus: float = Field(1.0, gt=0, description="CPU slots; also the torch thread count")
     num_gpus: float = Field(0.0, ge=0, description="GPU share; dropped to 0 when the cluster has none")
     memory_gb: float | None = Field(None, gt=0, description="Ray memory reservation, GiB")
+
+
+class TransferConfig(Strict):
+    """How a model starts (the guide's transfer-learning strategies).
+
+    ``scratch``: random init, everything trains.  ``frozen``: the backbone is a fixed feature
+    extractor and only a new head trains.  ``finetune``: the head and the last ``finetune_stages``
+    backbone stages train, the earlier stages stay frozen.  ``weights`` is a local ``.pt``/``.pth``
+    state dict (or a checkpoint with a ``model`` key) loaded before freezing; tensors whose name or
+    shape does not match (the old head) are skipped.  Nothing is ever downloaded.
+    """
+
+    mode: Literal["scratch", "frozen", "finetune"] = "scratch"
+    weights: str | None = Field(None, description="local state-dict path, relative to the project root")
+    finetune_stages: int = Field(1, ge=0, description="backbone stages trained in `finetune` mode")
 
 
 class TrainConfig(Strict):
@@ -44,11 +60,13 @@ class TrainConfig(Strict):
     image_size: int = Field(64, ge=16, description="square input side, px")
     max_train_images: int | None = Field(None, ge=1, description="subsample the train split")
     max_eval_images: int | None = Field(None, ge=1, description="subsample val/test splits")
+    max_val_images: int | None = Field(None, ge=1, description="subsample val only (default max_eval_images)")
     amp: bool = Field(True, description="mixed precision; only ever used on CUDA")
     num_workers: int = Field(0, ge=0, description="DataLoader workers")
     checkpoint: bool = Field(True, description="save last and best weights each epoch")
     time_limit_s: float | None = Field(None, gt=0, description="stop training after this many seconds")
     augment: tuple[Augment, ...] = Field(("hflip",), description="train-time transforms, applied in order")
+    transfer: TransferConfig = TransferConfig()
 
 
 class TrainOverride(Strict):
@@ -67,11 +85,13 @@ class TrainOverride(Strict):
     image_size: int | None = Field(None, ge=16)
     max_train_images: int | None = Field(None, ge=1)
     max_eval_images: int | None = Field(None, ge=1)
+    max_val_images: int | None = Field(None, ge=1)
     amp: bool | None = None
     num_workers: int | None = Field(None, ge=0)
     checkpoint: bool | None = None
     time_limit_s: float | None = Field(None, gt=0)
     augment: tuple[Augment, ...] | None = None
+    transfer: TransferConfig | None = None
 
 
 class ProfileConfig(Strict):
@@ -84,12 +104,20 @@ class ProfileConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
+class DatasetOverride(Strict):
+    """Per-dataset tweaks inside a model profile (``profiles: {cpu: {datasets: {mnist: {...}}}}``)."""
+
+    train: TrainOverride = TrainOverride()
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class ModelProfileOverride(Strict):
     """Per-model tweaks for one profile (``profiles: {cpu: {...}}`` in a model YAML)."""
 
     train: TrainOverride = TrainOverride()
     params: dict[str, Any] = Field(default_factory=dict)
     resources: Resources | None = None
+    datasets: dict[str, DatasetOverride] = Field(default_factory=dict, description="applied last, by dataset")
 
 
 class ModelConfig(Strict):
@@ -97,11 +125,16 @@ class ModelConfig(Strict):
 
     name: str = Field(description="config name; also the name shown on leaderboards")
     model: str | None = Field(None, description="registered builder; defaults to `name`")
-    dataset: str = "shapes"
+    datasets: list[str] = Field(["shapes"], min_length=1, description="one trial per dataset (name or YAML path)")
     description: str = ""
     params: dict[str, Any] = Field(default_factory=dict, description="builder keyword arguments")
     train: TrainOverride = TrainOverride()
     profiles: dict[str, ModelProfileOverride] = Field(default_factory=dict)
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
 
     @property
     def builder(self) -> str:

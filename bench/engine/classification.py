@@ -14,6 +14,23 @@ from bench.engine.data import ClassificationDataset
 from bench.evaluators.classification import ClassificationEvaluator
 
 
+def classification_loss(model: nn.Module, outputs: Any, y: torch.Tensor) -> torch.Tensor:
+    """Training loss of ``outputs`` for labels ``y [B]`` (see the protocol in ``bench.models``).
+
+    ``outputs`` is logits ``[B, K]``, or in train mode a tuple ``(logits, aux_1, ...)`` whose
+    auxiliary heads are weighted by ``model.aux_loss_weight`` (GoogLeNet: 0.3).  A model with a
+    ``training_loss(logits, y)`` method (``hog_svm``'s squared hinge) replaces cross-entropy.
+    """
+    main, aux = (outputs[0], tuple(outputs[1:])) if isinstance(outputs, tuple) else (outputs, ())
+    criterion = getattr(model, "training_loss", None) or F.cross_entropy
+    loss = criterion(main, y)
+    weight = float(getattr(model, "aux_loss_weight", 0.0))
+    for logits in aux:
+        if logits is not None:
+            loss = loss + weight * criterion(logits, y)
+    return loss
+
+
 class ClassificationTask(Task):
     def dataset(self, split: str, train: bool) -> Dataset:
         rec = self.records(split)
@@ -22,7 +39,7 @@ class ClassificationTask(Task):
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         x, y = batch
-        return F.cross_entropy(model(x.to(device, non_blocking=True)), y.to(device))
+        return classification_loss(model, model(x.to(device, non_blocking=True)), y.to(device))
 
     def predict(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         return model(batch[0].to(device, non_blocking=True)).float().softmax(dim=1)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -33,14 +35,47 @@ def load_labels(path: Path, size: int | None = None) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img).astype(np.int64))
 
 
+# Ranges of the random transforms, after the guide's ImageDataGenerator example
+# (rotation_range=20, shear_range=0.2) and the usual CIFAR-style crop (pad 1/8 of the side).
+ROTATE_DEG, SHEAR, CROP_PAD, COLOR_SHIFT = 20.0, 0.2, 0.125, 0.1
+
+
+def _affine(t: torch.Tensor, angle: float, shear: float, label: bool) -> torch.Tensor:
+    """Rotate/shear ``t [C, H, W]`` (or a label map ``[H, W]``) about the centre; labels use nearest."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    x = t[None] if label else t
+    mode = InterpolationMode.NEAREST if label else InterpolationMode.BILINEAR
+    out = TF.affine(x, angle=angle, translate=[0, 0], scale=1.0, shear=[shear, 0.0], interpolation=mode)
+    return out[0] if label else out
+
+
+def _random_crop(x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Reflect-pad by ``CROP_PAD`` of the side, then crop a random window of the original size."""
+    h, w = x.shape[-2:]
+    p = max(1, round(CROP_PAD * min(h, w)))
+    i, j = (int(v) for v in torch.randint(0, 2 * p + 1, (2,)))
+    x = F.pad(x[None], (p, p, p, p), mode="reflect")[0][:, i:i + h, j:j + w]
+    if y is not None:
+        y = F.pad(y[None, None].float(), (p, p, p, p), mode="reflect")[0, 0][i:i + h, j:j + w].long()
+    return x, y
+
+
 def augment(x: torch.Tensor, y: torch.Tensor | None, ops: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Random label-preserving transforms of ``x [3, H, W]`` and, jointly, a label map ``y [H, W]``.
 
     ``hflip``/``vflip``: mirror with p=0.5; ``rot90``: a random multiple of 90 degrees;
-    ``channel_shuffle``: permute RGB (colour shift that keeps shapes), image only.
+    ``crop``: random crop of a reflect-padded image (pad 1/8 of the side); ``rotate``: uniform in
+    +-20 degrees; ``shear``: shear factor uniform in +-0.2 (x direction); ``color_shift``: add a
+    random offset in +-0.1 to each RGB channel (image only, the guide's colour shifting);
+    ``channel_shuffle``: permute RGB, image only.
     """
     def both(fn: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         return fn(x), (fn(y) if y is not None else None)
+
+    def uniform(r: float) -> float:
+        return float((torch.rand(()) * 2 - 1) * r)
 
     for op in ops:
         if op == "hflip" and torch.rand(()) < 0.5:
@@ -50,6 +85,15 @@ def augment(x: torch.Tensor, y: torch.Tensor | None, ops: Sequence[str]) -> tupl
         elif op == "rot90":
             k = int(torch.randint(4, ()))
             x, y = both(lambda t, k=k: t.rot90(k, dims=(-2, -1)))
+        elif op == "crop":
+            x, y = _random_crop(x, y)
+        elif op in ("rotate", "shear"):
+            angle = uniform(ROTATE_DEG) if op == "rotate" else 0.0
+            shear = math.degrees(math.atan(uniform(SHEAR))) if op == "shear" else 0.0
+            x = _affine(x, angle, shear, label=False)
+            y = _affine(y, angle, shear, label=True) if y is not None else None
+        elif op == "color_shift":
+            x = (x + (torch.rand(3, 1, 1) * 2 - 1) * COLOR_SHIFT).clamp(0, 1)
         elif op == "channel_shuffle":
             x = x[torch.randperm(3)]
     return x, y

@@ -8,7 +8,20 @@ A model is a builder function registered with ``@register_model`` next to its de
 Builders receive ``num_classes`` and ``image_size`` from the engine and the rest from the model
 YAML's ``params``.  ``num_classes`` is the number of dataset classes for classification and
 detection (detectors add their own background class) and classes + 1 (background = 0) for semantic
-segmentation.  Modules here never import torch at module level, so ``bench list`` stays fast; the
+segmentation.
+
+What the engine expects of a classification network (``nn.Module``):
+
+* eval mode: ``forward(x [B, 3, S, S]) -> logits [B, num_classes]``;
+* train mode may return a tuple ``(logits, aux_1, ...)``; each auxiliary head's loss is added with
+  weight ``model.aux_loss_weight`` (Inception's auxiliary classifiers); eval never uses them;
+* ``model.training_loss(logits, y)``, when defined, replaces cross-entropy (``hog_svm``);
+* ``model.bench_head`` (module path of the classifier, e.g. ``"fc"``) and optionally
+  ``model.bench_stages`` (module paths of the backbone stages, input to output) drive the transfer
+  modes in ``bench.engine.transfer``; without ``bench_stages`` the top-level children that hold
+  parameters, other than the head, are the stages.
+
+Modules here never import torch at module level, so ``bench list`` stays fast; the
 network code lives in underscore modules imported inside the builders.
 """
 
@@ -37,6 +50,18 @@ class ModelSpec:
     source: str  # where the network comes from: torchvision, timm, smp or bench (written here)
     paper: str = ""
     description: str = ""
+    # Architecture fidelity: the parameter count the paper (or the reference implementation it
+    # names) publishes for the reference configuration, and where that figure is printed.  The
+    # fidelity test builds the model with ``ref_num_classes``/``ref_image_size`` and the builder's
+    # defaults and requires the count to be within 2%.  ``None`` with a ``published_ref`` that says
+    # why no figure exists.
+    published_params: float | None = None
+    published_ref: str = ""
+    ref_num_classes: int = 1000
+    ref_image_size: int = 224
+    # Parameters that exist only while training (auxiliary heads) and are not part of the
+    # published count: module-name prefixes excluded from the fidelity count.
+    train_only_modules: tuple[str, ...] = ()
 
 
 Builder = Callable[..., Any]
@@ -58,11 +83,9 @@ class _ModelRegistry(Registry[Builder, ModelSpec]):
 MODELS: Registry[Builder, ModelSpec] = _ModelRegistry("model")
 
 
-def register_model(
-    name: str, *, task: str, source: str, paper: str = "", description: str = ""
-) -> Callable[[Builder], Builder]:
-    """Decorator registering a builder under ``name`` (duplicates raise)."""
-    return MODELS.register(name, ModelSpec(task=task, source=source, paper=paper, description=description))
+def register_model(name: str, **spec: Any) -> Callable[[Builder], Builder]:
+    """Decorator registering a builder under ``name`` (duplicates raise); ``spec``: ``ModelSpec`` fields."""
+    return MODELS.register(name, ModelSpec(**spec))
 
 
 def _param_types(builder: Builder) -> dict[str, inspect.Parameter]:

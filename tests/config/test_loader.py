@@ -70,8 +70,9 @@ def test_every_shipped_config_validates() -> None:
     for name in cat.model_files:
         model = cat.model(name)
         for prof in cat.profile_files:
-            trial = effective_trial(model, cat.dataset(model.dataset), cat.profile(prof), seed=0)
-            assert trial.task in ("classification", "detection", "semantic_segmentation")
+            for data in model.datasets:
+                trial = effective_trial(model, cat.dataset(data), cat.profile(prof), seed=0)
+                assert trial.task in ("classification", "detection", "semantic_segmentation", "verification")
     for name in cat.suite_files:
         assert cat.suite(name).models
 
