@@ -59,12 +59,19 @@ def make_optimizer(model: nn.Module, cfg: TrialConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
 
 
-def lr_factor(it: int, total: int, cfg: TrialConfig) -> float:
-    """Multiplier of the base LR at iteration ``it`` of ``total``: linear warm-up, then the schedule."""
+def lr_factor(it: int, total: int, cfg: TrialConfig, elapsed_s: float = 0.0) -> float:
+    """Multiplier of the base LR at iteration ``it`` of ``total``: linear warm-up, then the schedule.
+
+    With ``time_limit_s`` the run is budgeted (Li et al. 2020, "Budgeted Training"): progress is
+    the larger of the iteration and the time fraction, so the schedule anneals to its end when the
+    budget runs out rather than being cut off at a high learning rate.
+    """
     t = cfg.train
     if it < t.warmup_iters:
         return (it + 1) / t.warmup_iters
     progress = (it - t.warmup_iters) / max(1, total - t.warmup_iters)
+    if t.time_limit_s:
+        progress = min(1.0, max(progress, elapsed_s / t.time_limit_s))
     if t.scheduler == "cosine":
         return 0.5 * (1 + math.cos(math.pi * progress))
     if t.scheduler == "step":
@@ -76,7 +83,8 @@ def evaluate(
     task: Task, model: nn.Module, split: str, device: torch.device, cfg: TrialConfig, acc: dict[str, float]
 ) -> tuple[dict[str, Any], float | None]:
     """Metrics of ``model`` on ``split`` and the forward time per image in ms (first batch skipped)."""
-    ds = subsample(task.dataset(split, train=False), cfg.train.max_eval_images, cfg.seed)
+    limit = (cfg.train.max_val_images or cfg.train.max_eval_images) if split == "val" else cfg.train.max_eval_images
+    ds = subsample(task.dataset(split, train=False), limit, cfg.seed)
     loader = make_loader(
         ds, cfg.train.eval_batch_size or cfg.train.batch_size, shuffle=False, seed=cfg.seed,
         num_workers=cfg.train.num_workers, collate=task.collate,
@@ -132,15 +140,20 @@ def train_and_test(cfg: TrialConfig, dataset_root: Path, run_dir: Path, progress
     best, best_path = -math.inf, None
     run_dir.mkdir(parents=True, exist_ok=True)
     t_train = time.perf_counter()
-    it = 0
+    it, out_of_time = 0, False
+    limit = cfg.train.time_limit_s
     for epoch in range(1, cfg.train.epochs + 1):
         model.train()
         t_epoch, losses = time.perf_counter(), []
         t_data = time.perf_counter()
         for batch in loader:
             acc["data_s"] = acc.get("data_s", 0.0) + time.perf_counter() - t_data
+            elapsed = time.perf_counter() - t_train - acc.get("val_s", 0.0)
+            if limit and elapsed > limit and losses:
+                out_of_time = True  # the budget counts training only, not validation
+                break
             for group in opt.param_groups:
-                group["lr"] = cfg.train.lr * lr_factor(it, total_iters, cfg)
+                group["lr"] = cfg.train.lr * lr_factor(it, total_iters, cfg, elapsed)
             with timed(device, acc, "compute_s"):
                 with autocast(device, cfg.train.amp):
                     loss = task.loss(model, batch, device)
@@ -156,7 +169,9 @@ def train_and_test(cfg: TrialConfig, dataset_root: Path, run_dir: Path, progress
             losses.append(loss.item())
             it += 1
             t_data = time.perf_counter()
+        t_val = time.perf_counter()
         val, _ = evaluate(task, model, "val", device, cfg, acc)
+        acc["val_s"] = acc.get("val_s", 0.0) + time.perf_counter() - t_val
         val_scalars = scalar_metrics(val)
         score = val_scalars.get(spec.primary_metric)
         log = EpochLog(
@@ -172,10 +187,10 @@ def train_and_test(cfg: TrialConfig, dataset_root: Path, run_dir: Path, progress
                 torch.save(state, best_path)
         progress({"event": "epoch", "epoch": epoch, "epochs": cfg.train.epochs, "loss": log.train_loss,
                   spec.primary_metric: score})
-        if cfg.train.time_limit_s and time.perf_counter() - t_train > cfg.train.time_limit_s:
+        if out_of_time:
             progress({"event": "time_limit", "epoch": epoch})
             break
-    acc["train_s"] = time.perf_counter() - t_train
+    acc["train_s"] = time.perf_counter() - t_train - acc.get("val_s", 0.0)
     if best_path is not None:
         model.load_state_dict(torch.load(best_path, map_location=device)["model"])
     t_test = time.perf_counter()

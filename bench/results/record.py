@@ -22,7 +22,8 @@ class Timings(Record):
     compute_s: float = 0.0  # forward/backward/step (device-synchronised)
     metric_s: float = 0.0  # evaluator updates and metric computation
     setup_s: float = 0.0  # data check/pull, model build
-    train_s: float = 0.0  # the whole training phase, validation included
+    train_s: float = 0.0  # the training phase, per-epoch validation excluded (that is val_s)
+    val_s: float = 0.0  # per-epoch validation during training
     test_s: float = 0.0  # the final test evaluation
     total_s: float = 0.0
     inference_ms_per_image: float | None = None  # model forward only, test split, after warm-up
