@@ -21,6 +21,9 @@ class TaskSpec:
     higher_is_better: bool
     headline_metrics: tuple[str, ...]  # leaderboard columns, in order
     description: str
+    # Other tasks whose leaderboards and `bench run <task>` also include this task's models
+    # (Siamese models rank on classification through their nearest-class-mean classifier).
+    also_ranks_on: tuple[str, ...] = ()
 
 
 TASKS: Registry[str, TaskSpec] = Registry("task")
@@ -29,6 +32,16 @@ TASKS.add(
     "classification",
     "bench.engine.classification:ClassificationTask",
     TaskSpec("top1", True, ("top1", "top5", "macro_f1"), "single-label image classification"),
+)
+TASKS.add(
+    "verification",
+    "bench.engine.verification:VerificationTask",
+    TaskSpec(
+        "roc_auc", True, ("roc_auc", "eer", "accuracy", "top1", "macro_f1"),
+        "metric learning: same/different pairs (ROC AUC, EER, accuracy at the validation threshold) and "
+        "nearest-class-mean classification",
+        also_ranks_on=("classification",),
+    ),
 )
 TASKS.add(
     "detection",

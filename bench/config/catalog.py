@@ -112,7 +112,7 @@ class Catalog:
         if target == "all":
             return [self.model(m) for m in self.model_files], None
         if target in TASKS.names():
-            models = [m for m in (self.model(n) for n in self.model_files) if model_task(m) == target]
+            models = [m for m in (self.model(n) for n in self.model_files) if target in model_tasks(m)]
             if not models:
                 raise ConfigError(f"no model configs for task {target!r} under {self.root / 'models'}")
             return models, None
@@ -125,6 +125,12 @@ def model_task(cfg: ModelConfig) -> str:
     from bench.models import MODELS
 
     return MODELS.get(cfg.builder).meta.task
+
+
+def model_tasks(cfg: ModelConfig) -> tuple[str, ...]:
+    """The model's task and the tasks it also ranks on (``bench run classification`` includes Siamese)."""
+    task = model_task(cfg)
+    return (task, *TASKS.get(task).meta.also_ranks_on)
 
 
 def effective_trial(

@@ -50,6 +50,9 @@ class Task(ABC):
     def predict(self, model: nn.Module, batch: Any, device: torch.device) -> Any:
         """Model outputs for one batch (model in eval mode, no grad)."""
 
+    def before_eval(self, model: nn.Module, split: str, device: torch.device) -> None:  # noqa: B027 - optional hook
+        """Called (eval mode, no grad) before ``split`` is evaluated: fit what the evaluator needs."""
+
     @abstractmethod
     def evaluator(self, split: str) -> Any:
         """A fresh accumulator from ``bench.evaluators`` for ``split``."""

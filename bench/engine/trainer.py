@@ -23,6 +23,7 @@ from bench.config.catalog import TrialConfig
 from bench.engine.base import Task
 from bench.engine.data import make_loader, subsample
 from bench.engine.device import autocast, select_device, sync, timed
+from bench.engine.transfer import apply_transfer, freeze_frozen_norms
 from bench.results.record import EpochLog
 from bench.tasks import TASKS, task_impl
 
@@ -89,8 +90,10 @@ def evaluate(
         ds, cfg.train.eval_batch_size or cfg.train.batch_size, shuffle=False, seed=cfg.seed,
         num_workers=cfg.train.num_workers, collate=task.collate,
     )
-    evaluator = task.evaluator(split)
     model.eval()
+    with torch.no_grad(), timed(device, acc, "metric_s"), autocast(device, cfg.train.amp):
+        task.before_eval(model, split, device)
+    evaluator = task.evaluator(split)
     fwd_s, fwd_n = 0.0, 0
     t_data = time.perf_counter()
     with torch.no_grad():
@@ -119,13 +122,20 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float | None]:
             if v is None or (isinstance(v, int | float) and not isinstance(v, bool))}
 
 
-def train_and_test(cfg: TrialConfig, dataset_root: Path, run_dir: Path, progress: ProgressFn) -> LoopOutput:
-    """Train ``cfg`` on the train split, select on val, report test metrics."""
+def train_and_test(
+    cfg: TrialConfig, dataset_root: Path, run_dir: Path, progress: ProgressFn, project: Path | None = None
+) -> LoopOutput:
+    """Train ``cfg`` on the train split, select on val, report test metrics.
+
+    ``project`` resolves relative paths in the config (transfer weights); default: the cwd.
+    """
     seed_everything(cfg.seed)
     device = select_device(cfg.device)
     spec = TASKS.get(cfg.task).meta
     task: Task = task_impl(cfg.task)(cfg, dataset_root)
-    model = task.build_model().to(device)
+    model = task.build_model()
+    transfer = apply_transfer(model, cfg.train.transfer, project or Path.cwd())
+    model = model.to(device)
     num_params = sum(p.numel() for p in model.parameters())
     train_ds = subsample(task.dataset("train", train=True), cfg.train.max_train_images, cfg.seed)
     loader = make_loader(
@@ -144,6 +154,7 @@ def train_and_test(cfg: TrialConfig, dataset_root: Path, run_dir: Path, progress
     limit = cfg.train.time_limit_s
     for epoch in range(1, cfg.train.epochs + 1):
         model.train()
+        freeze_frozen_norms(model)
         t_epoch, losses = time.perf_counter(), []
         t_data = time.perf_counter()
         for batch in loader:
@@ -199,5 +210,5 @@ def train_and_test(cfg: TrialConfig, dataset_root: Path, run_dir: Path, progress
     return LoopOutput(
         metrics=test, history=history, timings=acc, num_params=num_params, device=str(device),
         checkpoint=str(best_path or (run_dir / "last.pt" if cfg.train.checkpoint else "")) or None,
-        inference_ms_per_image=ms,
+        inference_ms_per_image=ms, extras={"transfer": transfer},
     )

@@ -34,6 +34,7 @@ _LAZY = {
     "ClassificationEvaluator": "bench.evaluators.classification",
     "VerificationEvaluator": "bench.evaluators.classification",
     "SegmentationEvaluator": "bench.evaluators.segmentation",
+    "EmbeddingEvaluator": "bench.evaluators.verification",
     "DetectionEvaluator": "bench.evaluators.detection",
 }
 

@@ -81,7 +81,7 @@ def run_trial(cfg: TrialConfig, ctx: RunContext, progress: Callable[[dict[str, A
             dataset_version = versioning.ensure(project, pin)
         setup_s = time.perf_counter() - t0
         progress({"event": "train"})
-        out = train_and_test(cfg, data_root, project / "runs" / ctx.run_name / cfg.trial_id, progress)
+        out = train_and_test(cfg, data_root, project / "runs" / ctx.run_name / cfg.trial_id, progress, project)
         from bench.engine.trainer import scalar_metrics
 
         metrics = out.metrics
@@ -94,6 +94,7 @@ def run_trial(cfg: TrialConfig, ctx: RunContext, progress: Callable[[dict[str, A
         )
         extras = {k: v for k, v in metrics.items() if k not in ("per_class", "spec")
                   and not (v is None or isinstance(v, int | float))}
+        extras.update(out.extras)
         return base_result(
             cfg, ctx, status="ok", metrics=scalar_metrics(metrics), per_class=_jsonable(metrics.get("per_class") or {}),
             extras=_jsonable(extras), history=out.history, num_params=out.num_params, device=out.device,

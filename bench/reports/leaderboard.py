@@ -62,6 +62,7 @@ def collect(uri: str, run_id: str | None = None) -> tuple[Any, list[Table]]:
         [exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", max_results=5000
     )
     groups: dict[tuple[str, str], list[Row]] = {}
+    extra: dict[str, list[str]] = {}  # task -> columns added by models of other tasks ranked on it
     for run in children:
         m, t = run.data.metrics, run.data.tags
         row = Row(
@@ -70,10 +71,16 @@ def collect(uri: str, run_id: str | None = None) -> tuple[Any, list[Table]]:
             num_params=m.get("num_params"), train_time_s=m.get("train_time_s"),
             inference_ms=m.get("inference_ms_per_image"), run_id=run.info.run_id, error=t.get("error", ""),
         )
-        groups.setdefault((t.get("task", "?"), t.get("dataset", "?")), []).append(row)
+        task = t.get("task", "?")
+        groups.setdefault((task, t.get("dataset", "?")), []).append(row)
+        # Siamese models also rank on classification (nearest class mean): same row, both tables.
+        for other in (TASKS.get(task).meta.also_ranks_on if task in TASKS else ()):
+            groups.setdefault((other, t.get("dataset", "?")), []).append(row)
+            extra.setdefault(other, []).append(TASKS.get(task).meta.primary_metric)
     tables = []
     for (task, dataset), rows in sorted(groups.items()):
         spec = TASKS.get(task).meta if task in TASKS else None
+        columns = (*spec.headline_metrics, *dict.fromkeys(extra.get(task, []))) if spec else ()
         key = spec.primary_metric if spec else ""
         sign = -1 if (spec is None or spec.higher_is_better) else 1
 
@@ -81,7 +88,7 @@ def collect(uri: str, run_id: str | None = None) -> tuple[Any, list[Table]]:
             v = r.metrics.get(key)
             return (r.status != "ok" or v is None, sign * (v or 0.0), r.model)
 
-        tables.append(Table(task, dataset, spec.headline_metrics if spec else (), sorted(rows, key=order)))
+        tables.append(Table(task, dataset, columns, sorted(rows, key=order)))
     return parent, tables
 
 

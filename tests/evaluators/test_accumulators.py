@@ -55,12 +55,22 @@ def _split(preds: list[dict[str, Any]], parts: int) -> list[tuple[Any, ...]]:
     return [(preds[a:b],) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
+def _emb_batches() -> list[tuple[Any, ...]]:
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, 40)
+    emb = rng.normal(size=(40, 5)) + labels[:, None]  # class-dependent, so NCM and AUC are non-trivial
+    return [(emb[a:a + 10], labels[a:a + 10]) for a in range(0, 40, 10)]
+
+
+EMB_KW = {"num_classes": 3, "class_means": np.stack([np.full(5, k, float) for k in range(3)]), "threshold": -2.0}
+
 # task -> (factory, batches, compute kwargs, from_state kwargs)
 CASES: dict[str, tuple[Callable[[], Any], list[tuple[Any, ...]], dict[str, Any], dict[str, Any]]] = {
     "classification": (lambda: EVALUATORS.get("classification").obj(6, [f"c{i}" for i in range(6)]),
                        _cls_batches(), {}, {}),
     "semantic_segmentation": (lambda: EVALUATORS.get("semantic_segmentation").obj(4), _seg_batches(), {}, {}),
     "verification": (lambda: EVALUATORS.get("verification").obj(), _ver_batches(), {"threshold": 0.4}, {}),
+    "embedding": (lambda: EVALUATORS.get("embedding").obj(**EMB_KW), _emb_batches(), {}, EMB_KW),
     "detection": (lambda: EVALUATORS.get("detection").obj(GT_BBOX), _split(PREDS_BBOX, 3), {},
                   {"gt": GT_BBOX}),
 }

@@ -24,11 +24,16 @@ CATALOG = Catalog(ROOT / "configs")
 
 
 def setup(name: str, project: Path) -> tuple[Any, Any, Any]:
-    """(task, model, fixed batch of 4 training images) at the smoke profile."""
+    """(task, model, fixed batch of shuffled training images) at the smoke profile.
+
+    Shuffled, so the batch mixes classes; 8 images for Siamese losses, which need same and
+    different pairs inside the batch, 4 otherwise.
+    """
     torch.manual_seed(0)
     cfg = effective_trial(CATALOG.model(name), CATALOG.dataset("shapes"), CATALOG.profile("smoke"), seed=0)
     task = task_impl(cfg.task)(cfg, project / cfg.dataset.root)
-    loader = make_loader(task.dataset("train", train=False), 4, shuffle=False, seed=0, num_workers=0,
+    size = 8 if cfg.task == "verification" else 4
+    loader = make_loader(task.dataset("train", train=False), size, shuffle=True, seed=0, num_workers=0,
                          collate=task.collate)
     return task, task.build_model(), next(iter(loader))
 
@@ -52,6 +57,9 @@ def test_forward_shape(name: str, project: Path) -> None:
     if task.cfg.task == "classification":
         assert out.shape == (n, task.num_classes)
         assert torch.allclose(out.sum(1), torch.ones(n), atol=1e-5)
+    elif task.cfg.task == "verification":  # unit-norm embeddings
+        assert out.ndim == 2 and out.shape[0] == n
+        assert torch.allclose(out.norm(dim=1), torch.ones(n), atol=1e-4)
     elif task.cfg.task == "semantic_segmentation":
         assert out.shape == batch[1].shape
         assert int(out.max()) < task.num_classes

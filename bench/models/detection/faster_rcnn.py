@@ -18,6 +18,12 @@ BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
     source="torchvision",
     paper="Ren et al. 2015 (arXiv:1506.01497); FPN: Lin et al. 2017 (arXiv:1612.03144)",
     description="RPN (IoU > 0.7 positive, < 0.3 negative, 256 anchors/img, 1:1) + Fast R-CNN head on FPN",
+    # Neither paper prints a count for the ResNet-50-FPN variant; torchvision's model table does
+    # (fasterrcnn_resnet50_fpn, COCO's 90 categories + background).
+    published_params=41_755_286,
+    published_ref="torchvision model table, fasterrcnn_resnet50_fpn (papers print no count for R50-FPN)",
+    ref_num_classes=90,
+    ref_image_size=800,
 )
 def build_faster_rcnn(
     num_classes: int,

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     paper="Ronneberger et al. 2015, U-Net (arXiv:1505.04597), Fig. 1",
     description="4 encoder blocks (2x conv3x3 + maxpool), bottleneck, 4 decoder blocks (up-conv 2x, concat, "
     "2x conv3x3), 1x1 output conv; padded convs",
+    published_ref="none published: the U-Net paper gives the layer table (Fig. 1) but no parameter count",
 )
 def build_unet(num_classes: int, image_size: int, base_channels: int = 64, batch_norm: bool = True) -> nn.Module:
     """U-Net with ``base_channels`` filters in the first block, doubling per level (64 -> 1024 in the paper).
