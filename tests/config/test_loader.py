@@ -97,3 +97,22 @@ def test_target_kinds() -> None:
     assert [m.name for m in cat.resolve_target("unet")[0]] == ["unet"]
     assert [m.name for m in cat.resolve_target("detection")[0]] == ["faster_rcnn"]
     assert {m.name for m in cat.resolve_target("all")[0]} >= {"resnet18", "faster_rcnn", "unet"}
+
+
+def test_per_dataset_profile_overrides_apply_last() -> None:
+    cat = Catalog(ROOT / "configs")
+    model = cat.model("resnet18")
+    assert model.datasets == ["shapes", "mnist"]
+    shapes = effective_trial(model, cat.dataset("shapes"), cat.profile("cpu"), seed=0)
+    mnist = effective_trial(model, cat.dataset("mnist"), cat.profile("cpu"), seed=0)
+    assert shapes.train.augment == ("hflip", "vflip") and mnist.train.augment == ()
+    assert shapes.train.image_size == mnist.train.image_size == 48  # the model's cpu setting
+    assert shapes.config_hash() != mnist.config_hash()
+
+
+def test_task_targets_include_models_ranked_on_the_task() -> None:
+    cat = Catalog(ROOT / "configs")
+    cls_models = {m.name for m in cat.resolve_target("classification")[0]}
+    ver_models = {m.name for m in cat.resolve_target("verification")[0]}
+    assert {"siamese_contrastive", "siamese_triplet"} <= ver_models <= cls_models
+    assert "resnet18" in cls_models and "resnet18" not in ver_models
