@@ -1,26 +1,76 @@
-"""ResNet v1 (He et al., 2015, arXiv:1512.03385) from torchvision, random init."""
+"""ResNet v1 (He et al., 2015, arXiv:1512.03385) from torchvision, random init.
+
+Post-activation residual units: conv-BN-ReLU, conv-BN, add the (projected) identity, then ReLU.
+ResNet-18/34 use basic blocks (two 3x3 convs), ResNet-50 bottleneck blocks (1x1, 3x3, 1x1).
+The top-level children (conv1, bn1, layer1..layer4) are the natural stages; ``fc`` is the head.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from bench.models import register_model
+from bench.models.classification._common import require_min_size, tag_transfer
 
 if TYPE_CHECKING:
     from torch import nn
+
+_PAPER = "He et al. 2015, Deep Residual Learning (arXiv:1512.03385), Table 1"
+# Table 1 gives layers and FLOPs, not parameters; the counts are those of the reference
+# implementation (torchvision's model table), which builds Table 1's networks exactly.
+_REF = "He et al. 2015 Table 1 architecture; {m}M parameters as listed for torchvision's {name} (same layers)"
+
+
+def _build(name: str, num_classes: int, image_size: int, zero_init_residual: bool) -> nn.Module:
+    import torchvision.models as tvm
+
+    require_min_size(name, image_size, 32)
+    model = getattr(tvm, name)(weights=None, num_classes=num_classes, zero_init_residual=zero_init_residual)
+    return tag_transfer(model, head="fc")
 
 
 @register_model(
     "resnet18",
     task="classification",
     source="torchvision",
-    paper="He et al. 2015, Deep Residual Learning (arXiv:1512.03385), Table 1",
+    paper=_PAPER,
     description="18-layer ResNet v1: basic residual blocks, post-activation, H(x) = F(x) + x",
+    published_params=11.7e6,
+    published_ref=_REF.format(m=11.7, name="resnet18"),
 )
 def build_resnet18(num_classes: int, image_size: int, zero_init_residual: bool = False) -> nn.Module:
-    """ResNet-18 with a ``num_classes`` head.  ``image_size`` only needs to be >= 32 (stride 32)."""
-    from torchvision.models import resnet18
+    """ResNet-18 with a ``num_classes`` head: ``[B, 3, S, S] -> [B, num_classes]``, S >= 32."""
+    return _build("resnet18", num_classes, image_size, zero_init_residual)
 
-    if image_size < 32:
-        raise ValueError(f"resnet18 needs image_size >= 32 (total stride 32), got {image_size}")
-    return resnet18(weights=None, num_classes=num_classes, zero_init_residual=zero_init_residual)
+
+@register_model(
+    "resnet34",
+    task="classification",
+    source="torchvision",
+    paper=_PAPER,
+    description="34-layer ResNet v1: basic residual blocks (3, 4, 6, 3), post-activation",
+    published_params=21.8e6,
+    published_ref=_REF.format(m=21.8, name="resnet34"),
+)
+def build_resnet34(num_classes: int, image_size: int, zero_init_residual: bool = False) -> nn.Module:
+    """ResNet-34 with a ``num_classes`` head: ``[B, 3, S, S] -> [B, num_classes]``, S >= 32."""
+    return _build("resnet34", num_classes, image_size, zero_init_residual)
+
+
+@register_model(
+    "resnet50",
+    task="classification",
+    source="torchvision",
+    paper=_PAPER,
+    description="50-layer ResNet v1: bottleneck blocks 1x1-3x3-1x1 (3, 4, 6, 3), post-activation",
+    published_params=25.6e6,
+    published_ref=_REF.format(m=25.6, name="resnet50"),
+)
+def build_resnet50(num_classes: int, image_size: int, zero_init_residual: bool = False) -> nn.Module:
+    """ResNet-50 with a ``num_classes`` head: ``[B, 3, S, S] -> [B, num_classes]``, S >= 32.
+
+    torchvision's ResNet-50 is "v1.5": the stride-2 of a downsampling bottleneck sits on the 3x3
+    conv rather than the first 1x1 (same parameters, slightly more FLOPs, as in He et al.'s own
+    later Torch code).
+    """
+    return _build("resnet50", num_classes, image_size, zero_init_residual)
