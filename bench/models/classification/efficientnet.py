@@ -1,0 +1,60 @@
+"""EfficientNet-B0 ... B7 (Tan & Le 2019, arXiv:1905.11946) from torchvision, random init.
+
+One architecture family: B0 (MBConv blocks with squeeze-and-excitation, found by NAS) scaled by
+the compound coefficient phi, depth alpha^phi, width beta^phi, resolution gamma^phi with
+alpha = 1.2, beta = 1.1, gamma = 1.15.  The width and depth coefficients are part of each bN, so
+there is no width knob here: a profile scales a model only through its input size.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bench.models import Builder, register_model
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# bN -> (reference resolution, parameters in Table 2 of the paper)
+VARIANTS = {
+    0: (224, 5.3e6),
+    1: (240, 7.8e6),
+    2: (260, 9.2e6),
+    3: (300, 12e6),
+    4: (380, 19e6),
+    5: (456, 30e6),
+    6: (528, 43e6),
+    7: (600, 66e6),
+}
+
+
+def _register(b: int) -> Builder:
+    resolution, params = VARIANTS[b]
+    name = f"efficientnet_b{b}"
+
+    @register_model(
+        name,
+        task="classification",
+        source="torchvision",
+        paper="Tan & Le 2019, EfficientNet: Rethinking Model Scaling for CNNs (arXiv:1905.11946), Tables 1-2",
+        description=f"EfficientNet-B{b}: MBConv + squeeze-excite, compound scaling (reference {resolution} px)",
+        published_params=params,
+        published_ref=f"Tan & Le 2019 (arXiv:1905.11946) Table 2: EfficientNet-B{b} {params / 1e6:g}M parameters",
+        ref_image_size=resolution,
+    )
+    def build(num_classes: int, image_size: int) -> nn.Module:
+        """torchvision's EfficientNet-BN (its stochastic depth 0.2 and per-variant dropout); any image_size."""
+        import torchvision.models as tvm
+
+        model = getattr(tvm, name)(weights=None, num_classes=num_classes)
+        model.bench_head = "classifier.1"
+        # features.0 is the stem conv, 1..7 the seven MBConv stages of Table 1, 8 the final 1x1 conv.
+        model.bench_stages = tuple(f"features.{i}" for i in range(len(model.features)))
+        return model
+
+    build.__name__ = build.__qualname__ = f"build_{name}"
+    return build
+
+
+for _b in VARIANTS:
+    _register(_b)
