@@ -37,3 +37,21 @@ def test_param_count_within_2_percent_of_published(name: str) -> None:
         f"{name}: {n / 1e6:.2f}M parameters vs {spec.published_params / 1e6:.2f}M published "
         f"({spec.published_ref}); off by {100 * rel:.1f}%"
     )
+
+
+def test_inception_figures_of_the_issue_table() -> None:
+    """The issue's table counts Inception v3 with its auxiliary head (27.2M) and GoogLeNet as torchvision
+    builds it (6.6M, 3x3 kernels in the "5x5" branches, pytorch/vision#906).  Ours keeps the paper's
+    5x5 kernels (Table 1 sums to 6.96M); the whole difference is those kernels' extra weights."""
+    import torchvision
+
+    with torch.device("meta"):
+        v3 = build_model("inception_v3", 1000, 299, {})
+        ours = build_model("inception_v1", 1000, 224, {"aux_logits": False})
+        tv = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False)
+    assert abs(sum(p.numel() for p in v3.parameters()) - 27.2e6) / 27.2e6 <= TOLERANCE
+    tv_n = sum(p.numel() for p in tv.parameters())
+    assert abs(tv_n - 6.6e6) / 6.6e6 <= TOLERANCE
+    extra = sum(m.branch3[1].conv.weight.numel() * 16 / 25 for m in ours.modules()
+                if type(m).__name__ == "Inception5x5")  # a 5x5 kernel has 25/9 of a 3x3's weights
+    assert sum(p.numel() for p in ours.parameters()) - tv_n == round(extra)
