@@ -40,3 +40,7 @@ app.add_typer(eval.app, name="eval")
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":  # `python -m bench.cli.main` behaves like `bench`
+    main()

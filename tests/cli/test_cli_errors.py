@@ -49,6 +49,13 @@ def test_unknown_task_in_list() -> None:
 def test_list_filters_by_task() -> None:
     code, out = run("list", "--task", "detection")
     assert code == 0 and "faster_rcnn" in out and "resnet18" not in out
+    code, out = run("list", "--task", "verification")
+    assert code == 0 and "siamese_contrastive" in out and "siamese_triplet" in out and "resnet18" not in out
+    code, out = run("list", "--task", "classification")
+    from bench.models import MODELS
+
+    expected = [e.name for e in MODELS.entries() if e.meta.task == "classification" and e.name != "broken_model"]
+    assert code == 0 and len(expected) >= 24 and all(name in out for name in expected), out
 
 
 @pytest.mark.parametrize("cmd", [[], ["run"], ["list"], ["data"], ["report"], ["eval"]])
