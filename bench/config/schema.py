@@ -65,6 +65,7 @@ class TrainConfig(Strict):
     num_workers: int = Field(0, ge=0, description="DataLoader workers")
     checkpoint: bool = Field(True, description="save last and best weights each epoch")
     time_limit_s: float | None = Field(None, gt=0, description="stop training after this many seconds")
+    precise_bn_batches: int = Field(0, ge=0, description="re-estimate BN statistics on N train batches before val")
     augment: tuple[Augment, ...] = Field(("hflip",), description="train-time transforms, applied in order")
     transfer: TransferConfig = TransferConfig()
 
@@ -90,6 +91,7 @@ class TrainOverride(Strict):
     num_workers: int | None = Field(None, ge=0)
     checkpoint: bool | None = None
     time_limit_s: float | None = Field(None, gt=0)
+    precise_bn_batches: int | None = Field(None, ge=0)
     augment: tuple[Augment, ...] | None = None
     transfer: TransferConfig | None = None
 

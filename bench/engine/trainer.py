@@ -80,6 +80,31 @@ def lr_factor(it: int, total: int, cfg: TrialConfig, elapsed_s: float = 0.0) -> 
     return 1.0
 
 
+def precise_bn(model: nn.Module, loader: Any, task: Task, device: torch.device, batches: int) -> None:
+    """Re-estimate BatchNorm running statistics as plain averages over ``batches`` training batches.
+
+    The running averages (momentum 0.1) trail the weights; after a short, fast-moving schedule they
+    describe weights of many steps ago, and eval-mode accuracy can sit at chance while train-mode
+    accuracy is far above it (measured: DenseNet-121 on MNIST after 90 s, 11% vs 55%).  Recomputing
+    them with the final weights is the "precise BN" of Wu & Johnson 2021 (arXiv:2105.07576).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+             and m.training]
+    if not norms or batches <= 0:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    with torch.no_grad(), autocast(device, task.cfg.train.amp):
+        for i, batch in enumerate(loader):
+            if i >= batches:
+                break
+            task.loss(model, batch, device)
+    for m, mom in zip(norms, saved, strict=True):
+        m.momentum = mom
+
+
 def evaluate(
     task: Task, model: nn.Module, split: str, device: torch.device, cfg: TrialConfig, acc: dict[str, float]
 ) -> tuple[dict[str, Any], float | None]:
@@ -181,6 +206,7 @@ def train_and_test(
             it += 1
             t_data = time.perf_counter()
         t_val = time.perf_counter()
+        precise_bn(model, loader, task, device, cfg.train.precise_bn_batches)
         val, _ = evaluate(task, model, "val", device, cfg, acc)
         acc["val_s"] = acc.get("val_s", 0.0) + time.perf_counter() - t_val
         val_scalars = scalar_metrics(val)
