@@ -29,3 +29,27 @@ def test_budget_drives_the_cosine_schedule() -> None:
 def test_without_budget_iterations_drive_it() -> None:
     cfg = _cfg(time_limit_s=None, warmup_iters=0, scheduler="cosine")
     assert lr_factor(5_000, 10_000, cfg, elapsed_s=1e6) == pytest.approx(0.5, abs=1e-3)
+
+
+def test_precise_bn_recomputes_running_stats_from_training_batches() -> None:
+    import torch
+    from torch import nn
+
+    from bench.engine.trainer import precise_bn
+
+    class Task:  # the two things precise_bn uses: the trial's amp flag and a loss over a batch
+        cfg = _cfg()
+
+        def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> None:
+            return model(batch[0]).sum()
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)).train()
+    batches = [(torch.randn(8, 3, 5, 5) * 3 + 1, torch.zeros(8)) for _ in range(4)]
+    model[1].running_mean.fill_(100.0)  # stale statistics, as after a fast-moving schedule
+    precise_bn(model, batches, Task(), torch.device("cpu"), batches=3)
+    with torch.no_grad():
+        feats = [model[0](x) for x, _ in batches[:3]]
+    expected = torch.stack([f.mean(dim=(0, 2, 3)) for f in feats]).mean(0)
+    assert torch.allclose(model[1].running_mean, expected, atol=1e-5)
+    assert model[1].momentum == 0.1  # restored
