@@ -149,7 +149,7 @@ def test_failed_build_does_not_stop_the_others(mlflow_server: str, tmp_path: Pat
     # a resnet18 that asks for a GPU this CPU-only Ray does not have: must fail fast, not hang
     (configs / "models" / "greedy.yaml").write_text(
         "model: resnet18\nprofiles:\n  smoke:\n    resources: {num_cpus: 1, num_gpus: 1}\n")
-    suite = {"models": ["broken_model", "greedy", "resnet18"]}
+    suite = {"models": ["broken_model", "greedy", "resnet18"], "dataset": "shapes"}
     (configs / "suites" / "with_broken.yaml").write_text(yaml.safe_dump(suite))
     out = tmp_path / "out.json"
     env = base_env(MLFLOW_TRACKING_URI=mlflow_server, BENCH_CONFIGS=str(configs),
@@ -199,8 +199,8 @@ def test_ray_job_submit_to_started_cluster(mlflow_server: str, project: Path) ->
         for _ in range(30):  # the dashboard agent comes up a few seconds after `ray start` returns
             job = subprocess.run(
                 [ray, "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", ".",
-                 "--runtime-env-json", runtime_env, "--", "bench", "run", "resnet18", "--profile", "smoke",
-                 "--no-report"],
+                 "--runtime-env-json", runtime_env, "--", "bench", "run", "resnet18", "--dataset", "shapes",
+                 "--profile", "smoke", "--no-report"],
                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
             )
             if "No available agent to submit job" not in job.stderr + job.stdout:
