@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/bench data pull
+	$(BIN)/bench data pull shapes
 	$(BIN)/bench run all
 
 test: $(STAMP)
