@@ -33,7 +33,8 @@ def setup(name: str, project: Path) -> tuple[Any, Any, Any]:
     cfg = effective_trial(CATALOG.model(name), CATALOG.dataset("shapes"), CATALOG.profile("smoke"), seed=0)
     task = task_impl(cfg.task)(cfg, project / cfg.dataset.root)
     size = 8 if cfg.task == "verification" else 4
-    loader = make_loader(task.dataset("train", train=False), size, shuffle=True, seed=0, num_workers=0,
+    loader = make_loader(task.dataset("train", train=False), size, shuffle=cfg.task == "verification", seed=0,
+                         num_workers=0,
                          collate=task.collate)
     return task, task.build_model(), next(iter(loader))
 
