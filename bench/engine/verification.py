@@ -15,28 +15,22 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from bench.engine.base import Task
-from bench.engine.data import ClassificationDataset, make_loader, subsample
+from bench.engine.classification import ClassificationTask
+from bench.engine.data import make_loader, subsample
 from bench.evaluators.verification import EmbeddingEvaluator, class_means
 
 # Training images embedded for the class means (a fixed subsample keeps per-epoch validation cheap).
 MEANS_IMAGES = 1000
 
 
-class VerificationTask(Task):
-    """Siamese models: labelled images in, embeddings out."""
+class VerificationTask(ClassificationTask):
+    """Siamese models: labelled images in (the classification view's dataset), embeddings out."""
 
     def __init__(self, cfg: Any, dataset_root: Path) -> None:
         super().__init__(cfg, dataset_root)
         self.means: np.ndarray | None = None
         self.threshold: float | None = None
-
-    def dataset(self, split: str, train: bool) -> Dataset:
-        rec = self.records(split)
-        ops = self.cfg.train.augment if train else ()
-        return ClassificationDataset(rec.paths, rec.labels, self.cfg.train.image_size, ops)
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         x, y = batch
