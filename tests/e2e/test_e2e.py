@@ -4,6 +4,7 @@ run in one xdist group (sequentially, on one worker)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -27,6 +28,37 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    """Return once 127.0.0.1:``port`` accepts connections; fail if ``proc`` exits or time runs out."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"`ray start --head` exited with {proc.returncode} before its dashboard came up")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    pytest.fail(f"the Ray dashboard did not listen on port {port} within {timeout:.0f} s")
+
+
+def stop_process_tree(proc: subprocess.Popen[bytes]) -> None:
+    """Stop ``proc`` and every process it started (SIGTERM, then SIGKILL after 30 s), nothing else."""
+    import psutil
+
+    try:
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for p in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(alive, timeout=30)
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -188,13 +220,16 @@ def test_ray_job_submit_to_started_cluster(mlflow_server: str, project: Path) ->
     # previous test while it shuts down, and then job submission finds no agent.
     ports = {f"--{name}={free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
                                                     "runtime-env-agent-port", "metrics-export-port")}
-    start = subprocess.run(
-        [ray, "start", "--head", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
+    # `--block` keeps `ray start` in the foreground, so every process of this cluster is one of its
+    # descendants and the teardown can stop exactly those: `ray stop` would stop every Ray cluster
+    # on the machine, including a benchmark someone is running next to the tests.
+    head = subprocess.Popen(
+        [ray, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=true",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats", *sorted(ports)],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
-    assert start.returncode == 0, start.stderr
     try:
+        wait_for_port(dash, head)
         runtime_env = json.dumps({"env_vars": {"MLFLOW_TRACKING_URI": mlflow_server, "BENCH_GIT_SHA": "e2e-test"}})
         for _ in range(30):  # the dashboard agent comes up a few seconds after `ray start` returns
             job = subprocess.run(
@@ -209,7 +244,7 @@ def test_ray_job_submit_to_started_cluster(mlflow_server: str, project: Path) ->
         assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-2000:]
         assert "succeeded" in job.stdout
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_process_tree(head)
     client = MlflowClient(mlflow_server)
     exp = client.get_experiment_by_name("bench")
     parents = client.search_runs([exp.experiment_id], "tags.`bench.kind` = 'suite' and tags.target = 'resnet18'",

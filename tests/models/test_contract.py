@@ -8,6 +8,7 @@ task's metric keys; round-trips a checkpoint.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,16 @@ ROOT = Path(__file__).resolve().parents[2]
 CATALOG = Catalog(ROOT / "configs")
 
 
-def setup(name: str, project: Path) -> tuple[Any, Any, Any]:
+@dataclass
+class Subject:
+    """One model under test: its task, the model built at the smoke profile, a fixed training batch."""
+
+    task: Any
+    model: torch.nn.Module
+    batch: Any
+
+
+def setup(name: str, project: Path) -> Subject:
     """(task, model, fixed batch of shuffled training images) at the smoke profile.
 
     Shuffled, so the batch mixes classes; 8 images for Siamese losses, which need same and
@@ -36,7 +46,16 @@ def setup(name: str, project: Path) -> tuple[Any, Any, Any]:
     loader = make_loader(task.dataset("train", train=False), size, shuffle=cfg.task == "verification", seed=0,
                          num_workers=0,
                          collate=task.collate)
-    return task, task.build_model(), next(iter(loader))
+    return Subject(task, task.build_model(), next(iter(loader)))
+
+
+# One build per model for all its checks (building VGG or EfficientNet-B7 takes seconds): the fixture
+# is module-scoped, so pytest runs a model's tests together, and the xdist group keeps them on one
+# worker.  The loss test trains the shared model, so it runs last (definition order).
+@pytest.fixture(scope="module", params=[pytest.param(n, marks=pytest.mark.xdist_group(f"model-{n}"))
+                                        for n in MODELS.names()])
+def subject(request: pytest.FixtureRequest, project: Path) -> Subject:
+    return setup(request.param, project)
 
 
 def outputs_of(task: Any, model: torch.nn.Module, batch: Any) -> Any:
@@ -50,9 +69,8 @@ def test_every_model_has_a_config(name: str) -> None:
     assert name in CATALOG.model_files, f"configs/models/{name}.yaml is missing"
 
 
-@pytest.mark.parametrize("name", MODELS.names())
-def test_forward_shape(name: str, project: Path) -> None:
-    task, model, batch = setup(name, project)
+def test_forward_shape(subject: Subject) -> None:
+    task, model, batch = subject.task, subject.model, subject.batch
     out = outputs_of(task, model, batch)
     n = len(batch[0])
     if task.cfg.task == "classification":
@@ -70,25 +88,8 @@ def test_forward_shape(name: str, project: Path) -> None:
             assert det["boxes"].shape[1:] == (4,) and len(det["scores"]) == len(det["labels"])
 
 
-@pytest.mark.parametrize("name", MODELS.names())
-def test_training_reduces_loss_on_fixed_batch(name: str, project: Path) -> None:
-    task, model, batch = setup(name, project)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # one pass over VGG's 130M weights
-    model.train()
-    losses = []
-    for _ in range(8):
-        loss = task.loss(model, batch, torch.device("cpu"))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert all(torch.isfinite(torch.tensor(losses)))
-    assert min(losses[-3:]) < losses[0], losses
-
-
-@pytest.mark.parametrize("name", MODELS.names())
-def test_evaluates_to_task_metrics(name: str, project: Path) -> None:
-    task, model, batch = setup(name, project)
+def test_evaluates_to_task_metrics(subject: Subject) -> None:
+    task, model, batch = subject.task, subject.model, subject.batch
     evaluator = task.evaluator("val")
     task.update(evaluator, batch, outputs_of(task, model, batch))
     metrics = evaluator.compute()
@@ -97,9 +98,8 @@ def test_evaluates_to_task_metrics(name: str, project: Path) -> None:
     assert metrics["spec"].startswith("bench-metrics/")
 
 
-@pytest.mark.parametrize("name", MODELS.names())
-def test_checkpoint_round_trip(name: str, project: Path) -> None:
-    task, model, batch = setup(name, project)
+def test_checkpoint_round_trip(subject: Subject) -> None:
+    task, model, batch = subject.task, subject.model, subject.batch
     buf = io.BytesIO()
     torch.save({"model": model.state_dict()}, buf)
     buf.seek(0)
@@ -112,3 +112,18 @@ def test_checkpoint_round_trip(name: str, project: Path) -> None:
             assert torch.equal(da["boxes"], db["boxes"]) and torch.equal(da["scores"], db["scores"])
     else:
         assert torch.equal(a, b)
+
+
+def test_training_reduces_loss_on_fixed_batch(subject: Subject) -> None:
+    task, model, batch = subject.task, subject.model, subject.batch
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # one pass over VGG's 130M weights
+    model.train()
+    losses = []
+    for _ in range(8):
+        loss = task.loss(model, batch, torch.device("cpu"))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert min(losses[-3:]) < losses[0], losses
