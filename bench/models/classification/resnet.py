@@ -29,48 +29,36 @@ def _build(name: str, num_classes: int, image_size: int, zero_init_residual: boo
     return tag_transfer(model, head="fc")
 
 
-@register_model(
-    "resnet18",
-    task="classification",
-    source="torchvision",
-    paper=_PAPER,
-    description="18-layer ResNet v1: basic residual blocks, post-activation, H(x) = F(x) + x",
-    published_params=11.7e6,
-    published_ref=_REF.format(m=11.7, name="resnet18"),
-)
-def build_resnet18(num_classes: int, image_size: int, zero_init_residual: bool = False) -> nn.Module:
-    """ResNet-18 with a ``num_classes`` head: ``[B, 3, S, S] -> [B, num_classes]``, S >= 32."""
-    return _build("resnet18", num_classes, image_size, zero_init_residual)
+# name -> (description, parameters in millions)
+VARIANTS: dict[str, tuple[str, float]] = {
+    "resnet18": ("18-layer ResNet v1: basic residual blocks, post-activation, H(x) = F(x) + x", 11.7),
+    "resnet34": ("34-layer ResNet v1: basic residual blocks (3, 4, 6, 3), post-activation", 21.8),
+    # torchvision's ResNet-50 is "v1.5": the stride-2 of a downsampling bottleneck sits on the 3x3
+    # conv rather than the first 1x1 (same parameters, slightly more FLOPs, as in He et al.'s own
+    # later Torch code).
+    "resnet50": ("50-layer ResNet v1: bottleneck blocks 1x1-3x3-1x1 (3, 4, 6, 3), post-activation", 25.6),
+}
 
 
-@register_model(
-    "resnet34",
-    task="classification",
-    source="torchvision",
-    paper=_PAPER,
-    description="34-layer ResNet v1: basic residual blocks (3, 4, 6, 3), post-activation",
-    published_params=21.8e6,
-    published_ref=_REF.format(m=21.8, name="resnet34"),
-)
-def build_resnet34(num_classes: int, image_size: int, zero_init_residual: bool = False) -> nn.Module:
-    """ResNet-34 with a ``num_classes`` head: ``[B, 3, S, S] -> [B, num_classes]``, S >= 32."""
-    return _build("resnet34", num_classes, image_size, zero_init_residual)
+def _register(name: str) -> None:
+    """Register ResNet ``name`` (one of ``VARIANTS``)."""
+    description, params = VARIANTS[name]
+
+    @register_model(
+        name,
+        task="classification",
+        source="torchvision",
+        paper=_PAPER,
+        description=description,
+        published_params=params * 1e6,
+        published_ref=_REF.format(m=params, name=name),
+    )
+    def build(num_classes: int, image_size: int, zero_init_residual: bool = False) -> nn.Module:
+        """ResNet with a ``num_classes`` head: ``[B, 3, S, S] -> [B, num_classes]``, S >= 32."""
+        return _build(name, num_classes, image_size, zero_init_residual)
+
+    build.__name__ = build.__qualname__ = f"build_{name}"
 
 
-@register_model(
-    "resnet50",
-    task="classification",
-    source="torchvision",
-    paper=_PAPER,
-    description="50-layer ResNet v1: bottleneck blocks 1x1-3x3-1x1 (3, 4, 6, 3), post-activation",
-    published_params=25.6e6,
-    published_ref=_REF.format(m=25.6, name="resnet50"),
-)
-def build_resnet50(num_classes: int, image_size: int, zero_init_residual: bool = False) -> nn.Module:
-    """ResNet-50 with a ``num_classes`` head: ``[B, 3, S, S] -> [B, num_classes]``, S >= 32.
-
-    torchvision's ResNet-50 is "v1.5": the stride-2 of a downsampling bottleneck sits on the 3x3
-    conv rather than the first 1x1 (same parameters, slightly more FLOPs, as in He et al.'s own
-    later Torch code).
-    """
-    return _build("resnet50", num_classes, image_size, zero_init_residual)
+for _name in VARIANTS:
+    _register(_name)

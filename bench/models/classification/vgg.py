@@ -39,57 +39,35 @@ def _build(name: str, num_classes: int, image_size: int, dropout: float) -> nn.M
     return tag_transfer(model, head=fcs[-1], stages=convs + fcs[:-1])
 
 
-@register_model(
-    "vgg11",
-    task="classification",
-    source="torchvision",
-    paper=_PAPER,
-    description="VGG-11 (config A): 8 conv 3x3 layers in 5 blocks + 3 FC layers, no BN",
-    published_params=132.9e6,
-    published_ref=_REF.format(cfg="A", rounded=133, m=132.9, name="vgg11"),
-)
-def build_vgg11(num_classes: int, image_size: int, dropout: float = 0.5) -> nn.Module:
-    """VGG-11: ``[B, 3, S, S] -> [B, num_classes]``, S >= 32."""
-    return _build("vgg11", num_classes, image_size, dropout)
+# name -> (config letter in Table 1, conv layers, parameters: reference implementation, Table 2 rounded)
+VARIANTS: dict[str, tuple[str, int, float, int]] = {
+    "vgg11": ("A", 8, 132.9, 133),
+    "vgg13": ("B", 10, 133.0, 133),
+    "vgg16": ("D", 13, 138.4, 138),
+    "vgg19": ("E", 16, 143.7, 144),
+}
 
 
-@register_model(
-    "vgg13",
-    task="classification",
-    source="torchvision",
-    paper=_PAPER,
-    description="VGG-13 (config B): 10 conv 3x3 layers in 5 blocks + 3 FC layers, no BN",
-    published_params=133.0e6,
-    published_ref=_REF.format(cfg="B", rounded=133, m=133.0, name="vgg13"),
-)
-def build_vgg13(num_classes: int, image_size: int, dropout: float = 0.5) -> nn.Module:
-    """VGG-13: ``[B, 3, S, S] -> [B, num_classes]``, S >= 32."""
-    return _build("vgg13", num_classes, image_size, dropout)
+def _register(name: str) -> None:
+    """Register VGG ``name`` (one of ``VARIANTS``); the four differ only in conv layers per block."""
+    cfg, convs, params, rounded = VARIANTS[name]
+
+    @register_model(
+        name,
+        task="classification",
+        source="torchvision",
+        paper=_PAPER,
+        description=f"{name.upper().replace('VGG', 'VGG-')} (config {cfg}): {convs} conv 3x3 layers in 5 blocks "
+                    "+ 3 FC layers, no BN",
+        published_params=params * 1e6,
+        published_ref=_REF.format(cfg=cfg, rounded=rounded, m=params, name=name),
+    )
+    def build(num_classes: int, image_size: int, dropout: float = 0.5) -> nn.Module:
+        """VGG: ``[B, 3, S, S] -> [B, num_classes]``, S >= 32."""
+        return _build(name, num_classes, image_size, dropout)
+
+    build.__name__ = build.__qualname__ = f"build_{name}"
 
 
-@register_model(
-    "vgg16",
-    task="classification",
-    source="torchvision",
-    paper=_PAPER,
-    description="VGG-16 (config D): 13 conv 3x3 layers in 5 blocks + 3 FC layers, no BN",
-    published_params=138.4e6,
-    published_ref=_REF.format(cfg="D", rounded=138, m=138.4, name="vgg16"),
-)
-def build_vgg16(num_classes: int, image_size: int, dropout: float = 0.5) -> nn.Module:
-    """VGG-16: ``[B, 3, S, S] -> [B, num_classes]``, S >= 32."""
-    return _build("vgg16", num_classes, image_size, dropout)
-
-
-@register_model(
-    "vgg19",
-    task="classification",
-    source="torchvision",
-    paper=_PAPER,
-    description="VGG-19 (config E): 16 conv 3x3 layers in 5 blocks + 3 FC layers, no BN",
-    published_params=143.7e6,
-    published_ref=_REF.format(cfg="E", rounded=144, m=143.7, name="vgg19"),
-)
-def build_vgg19(num_classes: int, image_size: int, dropout: float = 0.5) -> nn.Module:
-    """VGG-19: ``[B, 3, S, S] -> [B, num_classes]``, S >= 32."""
-    return _build("vgg19", num_classes, image_size, dropout)
+for _name in VARIANTS:
+    _register(_name)
