@@ -8,6 +8,7 @@ compute and metric time.
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -220,10 +221,10 @@ def train_and_test(
         history.append(log)
         if cfg.train.checkpoint:
             state = {"model": model.state_dict(), "epoch": epoch, "config": cfg.model_dump(mode="json")}
-            torch.save(state, run_dir / "last.pt")
-            if score is not None and score > best:
+            is_best = score is not None and score > best
+            save_checkpoint(state, run_dir, is_best)
+            if is_best:
                 best, best_path = score, run_dir / "best.pt"
-                torch.save(state, best_path)
         progress({"event": "epoch", "epoch": epoch, "epochs": cfg.train.epochs, "loss": log.train_loss,
                   spec.primary_metric: score})
         if out_of_time:
@@ -240,3 +241,22 @@ def train_and_test(
         checkpoint=str(best_path or (run_dir / "last.pt" if cfg.train.checkpoint else "")) or None,
         inference_ms_per_image=ms, extras={"transfer": transfer},
     )
+
+
+def save_checkpoint(state: dict, run_dir: Path, is_best: bool) -> None:
+    """Write ``run_dir/last.pt`` atomically; if ``is_best``, make ``best.pt`` the same file.
+
+    ``best.pt`` is a hard link to the new ``last.pt``, not a second copy: with time-budgeted
+    training the last epoch is usually the best, and one EfficientNet-B7 checkpoint is 245 MB
+    (two copies per trial filled a disk during a 54-trial run).  Each save writes a new file and
+    renames it over the old name, so the other name keeps its own weights and a killed trial never
+    leaves a truncated checkpoint.
+    """
+    tmp = run_dir / "last.pt.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, run_dir / "last.pt")
+    if is_best:
+        link = run_dir / "best.pt.tmp"
+        link.unlink(missing_ok=True)
+        os.link(run_dir / "last.pt", link)
+        os.replace(link, run_dir / "best.pt")

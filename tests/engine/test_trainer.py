@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench.config.catalog import Catalog, effective_trial
 from bench.engine.trainer import lr_factor
@@ -53,3 +54,17 @@ def test_precise_bn_recomputes_running_stats_from_training_batches() -> None:
     expected = torch.stack([f.mean(dim=(0, 2, 3)) for f in feats]).mean(0)
     assert torch.allclose(model[1].running_mean, expected, atol=1e-5)
     assert model[1].momentum == 0.1  # restored
+
+
+def test_checkpoints_share_the_best_epoch_and_keep_it(tmp_path: Path) -> None:
+    """best.pt is last.pt's file while the last epoch is best, and keeps its weights after."""
+    from bench.engine.trainer import save_checkpoint
+
+    save_checkpoint({"epoch": 1}, tmp_path, is_best=True)
+    assert (tmp_path / "best.pt").stat().st_ino == (tmp_path / "last.pt").stat().st_ino
+    save_checkpoint({"epoch": 2}, tmp_path, is_best=False)
+    assert torch.load(tmp_path / "best.pt")["epoch"] == 1
+    assert torch.load(tmp_path / "last.pt")["epoch"] == 2
+    save_checkpoint({"epoch": 3}, tmp_path, is_best=True)
+    assert torch.load(tmp_path / "best.pt")["epoch"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
