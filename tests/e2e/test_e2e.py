@@ -231,7 +231,7 @@ def test_ray_job_submit_to_started_cluster(mlflow_server: str, project: Path) ->
     try:
         wait_for_port(dash, head)
         runtime_env = json.dumps({"env_vars": {"MLFLOW_TRACKING_URI": mlflow_server, "BENCH_GIT_SHA": "e2e-test"}})
-        for _ in range(30):  # the dashboard agent comes up a few seconds after `ray start` returns
+        for _ in range(30):  # the job agent comes up a few seconds after the dashboard port opens
             job = subprocess.run(
                 [ray, "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", ".",
                  "--runtime-env-json", runtime_env, "--", "bench", "run", "resnet18", "--dataset", "shapes",

@@ -33,7 +33,6 @@ def test_without_budget_iterations_drive_it() -> None:
 
 
 def test_precise_bn_recomputes_running_stats_from_training_batches() -> None:
-    import torch
     from torch import nn
 
     from bench.engine.trainer import precise_bn

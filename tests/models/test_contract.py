@@ -34,10 +34,10 @@ class Subject:
 
 
 def setup(name: str, project: Path) -> Subject:
-    """(task, model, fixed batch of shuffled training images) at the smoke profile.
+    """The task, the model at the smoke profile and a fixed batch of training images.
 
-    Shuffled, so the batch mixes classes; 8 images for Siamese losses, which need same and
-    different pairs inside the batch, 4 otherwise.
+    4 images, in file order; for Siamese losses 8 shuffled ones, which need same-class and
+    different-class pairs inside the batch.
     """
     torch.manual_seed(0)
     cfg = effective_trial(CATALOG.model(name), CATALOG.dataset("shapes"), CATALOG.profile("smoke"), seed=0)

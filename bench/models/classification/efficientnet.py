@@ -29,7 +29,8 @@ VARIANTS = {
 
 
 def _fan_in_head(linear: nn.Linear) -> None:
-    """Re-initialise the classifier uniform in +-1/sqrt(fan_in) (PyTorch's ``nn.Linear`` default).
+    """Re-initialise the classifier's weights uniform in +-1/sqrt(fan_in) (the bound of PyTorch's
+    ``nn.Linear`` default), bias zero as in the reference.
 
     The reference init (TF and torchvision: uniform in +-1/sqrt(num_classes)) is scaled for 1000
     classes; with 3 or 10 it starts at logits of +-40 on 1280 features and AdamW diverges
