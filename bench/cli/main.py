@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from bench.cli import data_cmd, eval, list_cmd, report_cmd, run_cmd
+from bench.cli import config_cmd, data_cmd, eval, list_cmd, report_cmd, run_cmd
 
 HELP = """\
 Benchmark computer-vision architectures on versioned data, on Ray, tracked in MLflow.
@@ -17,6 +17,7 @@ Benchmark computer-vision architectures on versioned data, on Ray, tracked in ML
 Typical session:
   bench list                          what can run (models, datasets, suites, profiles)
   bench data pull                     fetch the DVC-pinned datasets
+  bench config resnet18 --profile gpu the effective config of a trial, and where each value came from
   bench run all                       train + evaluate every model (profile: cpu, or gpu with CUDA)
   bench run unet --profile smoke      one model, plumbing-only schedule
   bench run detection --output r.json every detection model, records to a JSON file
@@ -33,6 +34,7 @@ app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, rich_ma
 app.command("list", help=list_cmd.HELP)(list_cmd.list_command)
 app.command("run", help=run_cmd.HELP)(run_cmd.run_command)
 app.command("report", help=report_cmd.HELP)(report_cmd.report_command)
+app.command("config", help=config_cmd.HELP)(config_cmd.config_command)
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(eval.app, name="eval")
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from bench.cli.common import catalog, console, err_console, user_errors
+from bench.config.loader import ConfigError
 
 HELP = """\
 Train and evaluate TARGET: a model name, a task name (classification, detection,
@@ -28,6 +29,11 @@ Examples:
   bench run resnet18 --profile smoke         seconds: checks the plumbing
   bench run detection --seed 1 --output out/detection.json
   bench run unet --dataset my_data.yaml      your own data (see configs/datasets/shapes.yaml)
+  bench run mobilenet_v2 --profile cpu --set train.time_limit_s=600
+                                             override any train/params key (highest precedence)
+
+`bench config MODEL --profile P` shows the effective config of a trial and where each value
+comes from; the README's "Configuration precedence" explains the order.
 """
 
 
@@ -40,10 +46,20 @@ def run_command(
     output: Annotated[Path | None, typer.Option(help="write the trial records to this JSON file")] = None,
     report: Annotated[bool, typer.Option(help="rewrite reports/leaderboard.{md,html} at the end")] = True,
     verbose: Annotated[bool, typer.Option(help="forward Ray worker logs to this console")] = False,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="SECTION.KEY=VALUE (SECTION: train or params; VALUE is YAML), repeatable; overrides every "
+                      "config file, e.g. --set train.time_limit_s=600 --set train.epochs=12")] = None,
 ) -> None:
     with user_errors():
         root, cat = catalog()
+        from bench.config.catalog import parse_overrides, unused_settings
+
+        overrides = parse_overrides(set_ or [])
         models, suite_dataset = cat.resolve_target(target)
+        suite = cat.suite(target) if target in cat.suite_files else None
+        problems = unused_settings(cat, [m.name for m in models], own_file_only=True)
+        if problems:
+            raise ConfigError("\n".join(problems))
         dataset_name = dataset or suite_dataset
         # One trial per (model, dataset): --dataset or the suite's dataset replaces a model's list.
         datasets = {m.name: [cat.dataset(d) for d in ([dataset_name] if dataset_name else m.datasets)]
@@ -65,16 +81,19 @@ def run_command(
     cluster = init_ray(verbose=verbose)
     with user_errors():
         prof = cat.profile(profile or ("gpu" if cluster.gpus > 0 else "cpu"))
-        from bench.config.catalog import effective_trial
+        from bench.config.catalog import config_yaml, resolve_trial
 
-        trials = [effective_trial(m, d, prof, seed) for m in models for d in datasets[m.name]]
+        resolved = [resolve_trial(m, d, prof, seed, suite, overrides) for m in models for d in datasets[m.name]]
+        trials = [r.config for r in resolved]
+        # What MLflow gets as `config.yaml`: the effective config annotated with each value's source.
+        annotated = {r.config.trial_id: config_yaml(r) for r in resolved}
         for t in trials:
             check_params(t.builder, t.params, f"{cat.model_files.get(t.model, t.model)} (profile {prof.name})")
     console.print(
         f"bench run {target}: {len(trials)} trial(s), profile {prof.name}, Ray {cluster.address} "
         f"({cluster.cpus:g} CPU, {cluster.gpus:g} GPU)"
     )
-    results = execute(root, writer, target, prof.name, trials, cluster, output)
+    results = execute(root, writer, target, prof.name, trials, cluster, output, annotated)
     if report:
         from bench.reports.leaderboard import write_report
 
@@ -98,7 +117,8 @@ def open_tracking(root: Path) -> Any:
 
 
 def execute(
-    root: Path, writer: Any, target: str, profile: str, trials: list[Any], cluster: Any, output: Path | None
+    root: Path, writer: Any, target: str, profile: str, trials: list[Any], cluster: Any, output: Path | None,
+    annotated: dict[str, str] | None = None,
 ) -> list[Any]:
     """Run ``trials`` on Ray under one MLflow parent run, logging each trial as it finishes.
 
@@ -122,7 +142,8 @@ def execute(
 
     def on_result(result: Any) -> None:
         try:
-            result = result.model_copy(update={"mlflow_run_id": writer.log_trial(result, trial_plots(result))})
+            rid = writer.log_trial(result, trial_plots(result), (annotated or {}).get(result.trial_id))
+            result = result.model_copy(update={"mlflow_run_id": rid})
         except Exception as exc:  # noqa: BLE001 - keep the record whatever the tracking store says
             err_console.print(f"[yellow]warning: MLflow did not take {result.trial_id}: {exc}[/]", highlight=False)
         display.finish(result)

@@ -9,9 +9,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
-from bench.config.loader import ConfigError, deep_merge, load
+from bench.config.loader import ConfigError, leaves, load
 from bench.config.schema import (
     DatasetConfig,
     ModelConfig,
@@ -21,6 +21,7 @@ from bench.config.schema import (
     SuiteConfig,
     TaskName,
     TrainConfig,
+    TrainOverride,
 )
 from bench.registry import unknown_name_message
 from bench.tasks import TASKS
@@ -39,6 +40,8 @@ class TrialConfig(Strict):
     params: dict[str, Any]
     train: TrainConfig
     resources: Resources
+    native_image_size: int | None = Field(None, description="the dataset's image side the input size scales")
+    recipe: str = Field("shared", description="the profile's recipe: shared or reference")
 
     @property
     def trial_id(self) -> str:
@@ -120,6 +123,55 @@ class Catalog:
         raise ConfigError(unknown_name_message("run target", target, choices))
 
 
+# The sections of a model YAML whose values feed a trial (the rest name and describe it).
+RECIPE_SECTIONS = ("params", "reference", "train", "profiles")
+
+
+def written_keys(cfg: ModelConfig | ProfileConfig | SuiteConfig) -> set[tuple[str, str]]:
+    """``(file, dotted key)`` of every setting the file (and its include) writes."""
+    raw = cfg.model_dump(exclude_unset=True, exclude_defaults=False)
+    sections = RECIPE_SECTIONS if isinstance(cfg, ModelConfig) else ("train", "resources")
+    keys = leaves({k: v for k, v in raw.items() if k in sections})
+    # A model's profiles.P.datasets/params/resources that are empty mappings state nothing.
+    return {(cfg.origin(k), k) for k, v in keys.items() if v != {}}
+
+
+def unused_settings(cat: Catalog, names: list[str] | None = None, own_file_only: bool = False) -> list[str]:
+    """Settings that take effect in no trial: for each written key of the models ``names`` (all by
+    default), every profile and every dataset of the model is resolved, and a key that never wins is
+    reported as ``FILE: key (why)``.  With ``own_file_only`` only keys of the model files themselves
+    are checked (include files serve many models; the whole-catalog walk checks those).
+    """
+    names = list(cat.model_files) if names is None else names
+    profiles = [cat.profile(p) for p in cat.profile_files]
+    written: set[tuple[str, str]] = set()
+    used: set[tuple[str, str]] = set()
+    suites = [cat.suite(s) for s in cat.suite_files]
+    for name in names:
+        model = cat.model(name)
+        mine = written_keys(model)
+        written |= {w for w in mine if not own_file_only or w[0] == model.source}
+        unknown = sorted(set(model.profiles) - set(cat.profile_files))
+        if unknown:
+            raise ConfigError(unknown_name_message("profile", unknown[0], list(cat.profile_files))
+                              + f" (in {model.source}: profiles.{unknown[0]})")
+        for prof in profiles:
+            for d in model.datasets:
+                used |= resolve_trial(model, cat.dataset(d), prof, 0).used
+            for suite in suites:
+                if name in suite.train and name in suite.models:
+                    d = suite.dataset or model.datasets[0]
+                    used |= resolve_trial(model, cat.dataset(d), prof, 0, suite=suite).used
+    if names == list(cat.model_files) and not own_file_only:
+        for cfg in (*profiles, *suites):
+            written |= written_keys(cfg)
+        used |= {(p.source, f"train.{k}") for p in profiles for k in leaves(p.train.model_dump(exclude_none=True))}
+        used |= {(p.source, f"resources.{k}") for p in profiles for k in p.resources.model_dump(exclude_unset=True)}
+    return [f"{f}: {k} is overridden or unused under every profile and dataset; delete it or move it to the "
+            "section that takes effect (see `bench config MODEL --profile P`)"
+            for f, k in sorted(written - used)]
+
+
 def model_task(cfg: ModelConfig) -> str:
     """The task of the registered builder behind ``cfg`` (lazy registry; no torch import)."""
     from bench.models import MODELS
@@ -133,37 +185,283 @@ def model_tasks(cfg: ModelConfig) -> tuple[str, ...]:
     return (task, *TASKS.get(task).meta.also_ranks_on)
 
 
-def effective_trial(
-    model: ModelConfig, dataset: DatasetConfig, profile: ProfileConfig, seed: int
-) -> TrialConfig:
-    """Merge schema defaults < model.train < profile.train < model.profiles[profile]
-    < model.profiles[profile].datasets[dataset] into a trial."""
+Layer = tuple[str, str, dict[str, Any]]  # (file, dotted prefix of the section in it, its keys)
+SIZE_KEYS = ("image_size", "image_scale")  # one "input size" setting: the higher layer's form wins
+
+
+@dataclass(frozen=True)
+class ResolvedTrial:
+    """A trial's effective config, where each value came from, and which written keys took effect.
+
+    ``sources``: effective dotted key (``train.lr``) -> ``"FILE: section.key"`` (or ``default``,
+    ``command line``).  ``used``: the ``(file, dotted key)`` pairs of the YAML that won.
+    """
+
+    config: TrialConfig
+    sources: dict[str, str]
+    used: frozenset[tuple[str, str]]
+
+
+def train_layers(
+    model: ModelConfig, dataset: DatasetConfig, profile: ProfileConfig, suite: SuiteConfig | None,
+    overrides: dict[str, Any],
+) -> list[Layer]:
+    """The ``train`` layers of one trial, lowest precedence first (see ``resolve_trial``)."""
+    per = model.profiles.get(profile.name)
+    per_data = per.datasets.get(dataset.name) if per else None
+    layers: list[Layer] = [("default", "TrainConfig", {}),
+                           (profile.source, "train", profile.train.model_dump(exclude_none=True))]
+    if profile.recipe == "reference":
+        layers.append((model.source, "reference", model.reference.model_dump(exclude_none=True)))
+    layers.append((model.source, "train", model.train.model_dump(exclude_none=True)))
+    if per:
+        layers.append((model.source, f"profiles.{profile.name}.train", per.train.model_dump(exclude_none=True)))
+    if per_data:
+        layers.append((model.source, f"profiles.{profile.name}.datasets.{dataset.name}.train",
+                       per_data.train.model_dump(exclude_none=True)))
+    if suite and model.name in suite.train:
+        layers.append((suite.source, f"train.{model.name}", suite.train[model.name].model_dump(exclude_none=True)))
+    if overrides.get("train"):
+        layers.append(("command line", "--set train", dict(overrides["train"])))
+    return layers
+
+
+def merge_layers(
+    layers: list[Layer], origin: Any, kind: str
+) -> tuple[dict[str, Any], dict[str, str], dict[str, tuple[str, str]]]:
+    """Merge ``layers`` leaf by leaf: values, ``sources`` labels and the winning (file, key) pairs.
+
+    ``origin(file, dotted)`` names the file that really wrote a key (a model's include file).
+    The two input-size keys replace each other: the highest layer that sets either decides.
+    """
+    values: dict[str, Any] = {}
+    won: dict[str, tuple[str, str]] = {}
+    for file, prefix, layer in layers:
+        for key, val in leaves(layer).items():
+            top = key.split(".")[0]
+            if top in SIZE_KEYS:
+                for other in SIZE_KEYS:
+                    values.pop(other, None)
+                    won.pop(other, None)
+            values = _set_dotted(values, key, val)
+            won = {k: v for k, v in won.items() if not (k.startswith(key + ".") or key.startswith(k + "."))}
+            won[key] = (origin(file, f"{prefix}.{key}"), f"{prefix}.{key}")
+    sources = {f"{kind}.{k}": f"{f}: {d}" for k, (f, d) in won.items()}
+    return values, sources, won
+
+
+def _set_dotted(d: dict[str, Any], dotted: str, val: Any) -> dict[str, Any]:
+    out = dict(d)
+    head, _, rest = dotted.partition(".")
+    if rest:
+        sub = out.get(head) if isinstance(out.get(head), dict) else {}
+        out[head] = _set_dotted(sub, rest, val)
+    else:
+        out[head] = val
+    return out
+
+
+def native_image_size(dataset: DatasetConfig, task: str, project: Path | None = None) -> int:
+    """The native side (px) of ``dataset``'s images for ``task``: the view's ``image_size``, else the
+    first training image's (read from disk).  Raises ConfigError naming the key to add."""
+    view = dataset.views[task]  # type: ignore[index]
+    if view.image_size:
+        return view.image_size
+    from bench.config.native import probe_image_size
+
+    where = dataset.source or dataset.name
+    size = probe_image_size(dataset, task, project)
+    if size is None:
+        raise ConfigError(
+            f"{where}: dataset {dataset.name!r} does not state its native image size and its training images "
+            f"were not found to measure it; add `views.{task}.image_size: <px>` (the images' side) to {where}"
+        )
+    return size
+
+
+def resolve_trial(
+    model: ModelConfig, dataset: DatasetConfig, profile: ProfileConfig, seed: int,
+    suite: SuiteConfig | None = None, overrides: dict[str, Any] | None = None,
+) -> ResolvedTrial:
+    """The one place the configs merge into a trial.  Precedence, lowest first (later layers win, key
+    by key; nested ``params`` merge leaf by leaf):
+
+    1. schema defaults (``TrainConfig``);
+    2. the profile file's ``train`` (``configs/profiles/P.yaml``);
+    3. the model's ``reference`` recipe, only under a ``recipe: reference`` profile;
+    4. the model's ``train`` (every profile);
+    5. the model's ``profiles.P`` (its ``include`` file first, then its own);
+    6. the model's ``profiles.P.datasets.D``;
+    7. the suite's ``train.MODEL`` (``bench run SUITE``);
+    8. the command line (``--set train.KEY=V`` / ``--set params.KEY=V``).
+
+    Under ``recipe: reference`` the learning rate that comes from the reference is scaled by the
+    linear rule to the batch size that runs.  The input size is ``image_size`` (absolute px) or
+    ``image_scale`` times the dataset's native size (default: scale 1); whichever the highest layer
+    sets wins.  ``params`` layers: model, ``profiles.P``, ``profiles.P.datasets.D``, command line.
+    """
     from bench.models import MODELS
 
+    overrides = overrides or {}
     spec = MODELS.get(model.builder).meta
     if spec.task not in dataset.views:
         raise ConfigError(
             f"dataset {dataset.name!r} has no view for task {spec.task!r} (model {model.name!r}); "
             f"its views: {', '.join(dataset.views)}"
         )
+
+    def origin(file: str, dotted: str) -> str:
+        for cfg in (model, profile, suite):
+            if cfg is not None and file == cfg.source:
+                return cfg.origin(dotted)
+        return file
+
+    train, sources, won = merge_layers(train_layers(model, dataset, profile, suite, overrides), origin, "train")
+    used = set(won.values())
+    _scale_reference_lr(model, profile, train, sources, used)
+    native = _resolve_size(train, sources, dataset, spec.task)
     per = model.profiles.get(profile.name)
     per_data = per.datasets.get(dataset.name) if per else None
-    train: dict[str, Any] = {}
-    for layer in (model.train, profile.train, per.train if per else None, per_data.train if per_data else None):
-        if layer is not None:
-            train.update(layer.model_dump(exclude_none=True))
-    params = deep_merge(model.params, per.params if per else {})
-    params = deep_merge(params, per_data.params if per_data else {})
-    resources = per.resources if per and per.resources else profile.resources
-    return TrialConfig(
-        model=model.name,
-        builder=model.builder,
-        task=spec.task,
-        dataset=dataset,
-        profile=profile.name,
-        seed=seed,
-        device=profile.device,
-        params=params,
-        train=TrainConfig(**train),
-        resources=resources,
+    param_layers: list[Layer] = [(model.source, "params", model.params)]
+    if per:
+        param_layers.append((model.source, f"profiles.{profile.name}.params", per.params))
+    if per_data:
+        param_layers.append((model.source, f"profiles.{profile.name}.datasets.{dataset.name}.params", per_data.params))
+    if overrides.get("params"):
+        param_layers.append(("command line", "--set params", dict(overrides["params"])))
+    params, psources, pwon = merge_layers(param_layers, origin, "params")
+    used |= set(pwon.values())
+    resources = profile.resources
+    sources["resources"] = f"{profile.source}: resources"
+    if per and per.resources:
+        resources = per.resources
+        key = f"profiles.{profile.name}.resources"
+        sources["resources"] = f"{model.origin(key)}: {key}"
+        used |= {(model.origin(f"{key}.{k}"), f"{key}.{k}") for k in per.resources.model_dump(exclude_unset=True)}
+    try:
+        train_cfg = TrainConfig(**train)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            key = f"train.{e['loc'][0]}"
+            problems.append(f"{key} = {e.get('input')!r} from {sources.get(key, 'default')}: {e['msg']}")
+        raise ConfigError(f"{model.name} under profile {profile.name} on {dataset.name}: " + "; ".join(problems)) \
+            from None
+    config = TrialConfig(
+        model=model.name, builder=model.builder, task=spec.task, dataset=dataset, profile=profile.name,
+        seed=seed, device=profile.device, params=params, train=train_cfg, resources=resources,
+        native_image_size=native, recipe=profile.recipe,
     )
+    return ResolvedTrial(config, {**sources, **psources}, frozenset(used))
+
+
+def _scale_reference_lr(
+    model: ModelConfig, profile: ProfileConfig, train: dict[str, Any], sources: dict[str, str],
+    used: set[tuple[str, str]],
+) -> None:
+    """Linear scaling rule: a reference lr is the paper's at the paper's batch; scale it to ours."""
+    ref = model.reference
+    if profile.recipe != "reference" or ref.lr is None or ref.batch_size is None:
+        return
+    if not sources.get("train.lr", "").endswith(": reference.lr"):
+        return  # a higher layer set the lr itself
+    batch = int(train.get("batch_size", TrainConfig.model_fields["batch_size"].default))
+    train["lr"] = ref.lr * batch / ref.batch_size
+    sources["train.lr"] += f" ({ref.lr:g} x {batch}/{ref.batch_size}, linear scaling rule)"
+    used.add((model.origin("reference.batch_size"), "reference.batch_size"))
+
+
+def _resolve_size(train: dict[str, Any], sources: dict[str, str], dataset: DatasetConfig, task: str) -> int | None:
+    """Turn ``image_scale`` (or nothing) into an absolute ``image_size``; returns the native size used."""
+    if "image_size" in train:
+        return dataset.views[task].image_size  # type: ignore[index]
+    native = native_image_size(dataset, task)
+    scale = float(train.get("image_scale", 1.0))
+    train["image_size"] = max(16, round(native * scale))
+    where = f"{dataset.origin(f'views.{task}.image_size') or dataset.source}: views.{task}.image_size"
+    if dataset.views[task].image_size is None:  # type: ignore[index]
+        where = f"measured from the first training image of {dataset.name}"
+    how = f"{sources['train.image_scale']} = {scale:g}" if "train.image_scale" in sources else "default scale 1"
+    sources["train.image_size"] = f"{native} px native ({where}) x {how}"
+    return native
+
+
+def effective_trial(
+    model: ModelConfig, dataset: DatasetConfig, profile: ProfileConfig, seed: int,
+    suite: SuiteConfig | None = None, overrides: dict[str, Any] | None = None,
+) -> TrialConfig:
+    """The effective config of one trial (``resolve_trial`` without the provenance)."""
+    return resolve_trial(model, dataset, profile, seed, suite, overrides).config
+
+
+SETTABLE = ("train", "params")
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["train.time_limit_s=600", "params.width=0.5"]`` -> ``{"train": {...}, "params": {...}}``.
+
+    Values are YAML (``600``, ``null``, ``[hflip]``, ``{mode: frozen}``); the keys are checked when the
+    trial is resolved, against the same schema as the YAML files.
+    """
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        section, _, rest = key.strip().partition(".")
+        if not sep or section not in SETTABLE or not rest:
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of "
+                              f"{', '.join(SETTABLE)}, e.g. --set train.time_limit_s=600")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML: {exc}") from None
+        out[section] = _set_dotted(out.get(section, {}), rest, value)
+    if "train" in out:
+        from bench.config.loader import validate
+
+        validate(Path("--set"), TrainOverride, out["train"])
+    return out
+
+
+def config_yaml(resolved: ResolvedTrial, with_sources: bool = True) -> str:
+    """The effective config as YAML; with ``with_sources`` each leaf ends in ``# FILE: section.key``.
+
+    Keys without a recorded source are schema defaults.  The dataset block is the dataset YAML.
+    """
+    import yaml
+
+    data = resolved.config.model_dump(mode="json")
+    lines = yaml.safe_dump(data, sort_keys=False, width=10_000).splitlines()
+    if not with_sources:
+        return "\n".join(lines)
+    out, stack = [], []  # stack: (indent, key) of the enclosing mappings
+    for line in lines:
+        stripped = line.lstrip(" ")
+        indent = len(line) - len(stripped)
+        key = stripped.split(":", 1)[0] if ":" in stripped and not stripped.startswith("- ") else None
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        if key is None:
+            out.append(line)
+            continue
+        dotted = ".".join([k for _, k in stack] + [key])
+        is_leaf = not stripped.endswith(":")
+        if not is_leaf:
+            stack.append((indent, key))
+        src = _source_of(resolved, dotted) if is_leaf or dotted in resolved.sources else None
+        out.append(f"{line}  # {src}" if src else line)
+    return "\n".join(out)
+
+
+def _source_of(resolved: ResolvedTrial, dotted: str) -> str | None:
+    """The source label of an effective key (``train.lr``), or ``default`` for train/params leaves."""
+    if dotted in resolved.sources:
+        return resolved.sources[dotted]
+    head = dotted.split(".")[0]
+    if head == "dataset":
+        return None
+    if head in ("train",) and dotted.count(".") == 1:
+        return "default (bench/config/schema.py: TrainConfig)"
+    parent = dotted.rsplit(".", 1)[0]
+    return resolved.sources.get(parent)

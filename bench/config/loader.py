@@ -19,6 +19,34 @@ class ConfigError(ValueError):
 
 def read_yaml(path: Path, *, allow_include: bool = True) -> dict[str, Any]:
     """Parse ``path`` into a mapping, merging an ``include:`` file underneath (one level only)."""
+    return read_yaml_origins(path, allow_include=allow_include)[0]
+
+
+def leaves(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Every non-mapping value of ``data`` by dotted key: ``{"profiles.cpu.train.lr": 0.001}``.
+
+    An empty mapping counts as a leaf (it states something: "no params").
+    """
+    out: dict[str, Any] = {}
+    for key, val in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(val, dict) and val:
+            out.update(leaves(val, name + "."))
+        else:
+            out[name] = val
+    return out
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (shorter messages)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def read_yaml_origins(path: Path, *, allow_include: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
+    """``read_yaml`` plus, for every leaf of the result, the file that wrote it (dotted key -> path)."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
@@ -28,13 +56,16 @@ def read_yaml(path: Path, *, allow_include: bool = True) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     inc = data.pop("include", None)
+    here = display_path(path)
     if inc is None:
-        return data
+        return data, dict.fromkeys(leaves(data), here)
     if not allow_include:
         # Deep include chains are what make mmdetection configs unreadable; one level is enough.
         raise ConfigError(f"{path}: 'include' inside an included file is not allowed (one level only)")
-    base = read_yaml((path.parent / str(inc)).resolve(), allow_include=False)
-    return deep_merge(base, data)
+    base, origins = read_yaml_origins((path.parent / str(inc)).resolve(), allow_include=False)
+    merged = _one_size_key(deep_merge(base, data), data)
+    origins.update(dict.fromkeys(leaves(data), here))
+    return merged, {k: origins.get(k, here) for k in leaves(merged)}
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -45,6 +76,23 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
             out[key] = deep_merge(out[key], val)
         else:
             out[key] = val
+    return out
+
+
+SIZE_KEYS = ("image_size", "image_scale")  # two forms of one setting: the input size
+
+
+def _one_size_key(merged: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """Where the including file sets one input-size key, drop the other one the include set."""
+    out = dict(merged)
+    for key, val in out.items():
+        if isinstance(val, dict):
+            out[key] = _one_size_key(val, own.get(key) if isinstance(own.get(key), dict) else {})
+    mine = [k for k in SIZE_KEYS if k in own]
+    if len(mine) == 1:
+        for k in SIZE_KEYS:
+            if k != mine[0]:
+                out.pop(k, None)
     return out
 
 
@@ -102,8 +150,15 @@ def validate(path: Path, cls: type[S], data: dict[str, Any]) -> S:
 
 
 def load(path: Path, cls: type[S], **defaults: Any) -> S:
-    """Read, include-merge and validate one YAML file; ``defaults`` fill missing top-level keys."""
-    data = read_yaml(path)
+    """Read, include-merge and validate one YAML file; ``defaults`` fill missing top-level keys.
+
+    A ``FileConfig`` result remembers its file and which file wrote each key (``origin``).
+    """
+    data, origins = read_yaml_origins(path)
     for key, val in defaults.items():
         data.setdefault(key, val)
-    return validate(path, cls, data)
+    obj = validate(path, cls, data)
+    if hasattr(obj, "_origins"):
+        obj._source = display_path(path)  # type: ignore[attr-defined]
+        obj._origins = origins  # type: ignore[attr-defined]
+    return obj

@@ -8,17 +8,41 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 # Train-time transforms (bench.engine.data.augment documents each one's range).
 Augment = Literal["hflip", "vflip", "rot90", "channel_shuffle", "crop", "rotate", "shear", "color_shift"]
 TaskName = Literal["classification", "detection", "semantic_segmentation", "verification"]
 
 
+Optimizer = Literal["sgd", "adamw", "rmsprop"]
+Recipe = Literal["shared", "reference"]
+
+
 class Strict(BaseModel):
     """Base: frozen, unknown keys forbidden."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileConfig(Strict):
+    """A config read from a file: remembers which file set each leaf key (for ``bench config``).
+
+    ``origins`` maps a dotted key (``profiles.cpu.train.lr``) to the file that wrote it: the file
+    itself or the one it includes.  Filled by ``bench.config.loader.load``.
+    """
+
+    _source: str = PrivateAttr("")
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        """The file this config was read from ('' when built in code)."""
+        return self._source
+
+    def origin(self, dotted: str) -> str:
+        """The file that wrote ``dotted`` (the include, or this file)."""
+        return self._origins.get(dotted, self._source)
 
 
 class Resources(Strict):
@@ -50,14 +74,16 @@ class TrainConfig(Strict):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(16, ge=1)
     eval_batch_size: int | None = Field(None, ge=1, description="defaults to batch_size")
-    optimizer: Literal["sgd", "adamw"] = "adamw"
+    optimizer: Optimizer = Field("adamw", description="sgd (momentum), adamw, or rmsprop (decay 0.9, TF-style eps)")
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
+    eps: float | None = Field(None, gt=0, description="optimizer epsilon; None = torch's default (rmsprop: 1e-3)")
     scheduler: Literal["none", "cosine", "step"] = "cosine"
     warmup_iters: int = Field(0, ge=0)
     grad_clip: float | None = Field(None, gt=0)
-    image_size: int = Field(64, ge=16, description="square input side, px")
+    image_size: int = Field(ge=16, description="square input side, px (resolved: absolute or scale x native)")
+    image_scale: float | None = Field(None, gt=0, description="when set, image_size = round(scale x native size)")
     max_train_images: int | None = Field(None, ge=1, description="subsample the train split")
     max_eval_images: int | None = Field(None, ge=1, description="subsample val/test splits")
     max_val_images: int | None = Field(None, ge=1, description="subsample val only (default max_eval_images)")
@@ -76,14 +102,16 @@ class TrainOverride(Strict):
     epochs: int | None = Field(None, ge=1)
     batch_size: int | None = Field(None, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)
-    optimizer: Literal["sgd", "adamw"] | None = None
+    optimizer: Optimizer | None = None
     lr: float | None = Field(None, gt=0)
     weight_decay: float | None = Field(None, ge=0)
     momentum: float | None = Field(None, ge=0, lt=1)
+    eps: float | None = Field(None, gt=0)
     scheduler: Literal["none", "cosine", "step"] | None = None
     warmup_iters: int | None = Field(None, ge=0)
     grad_clip: float | None = Field(None, gt=0)
-    image_size: int | None = Field(None, ge=16)
+    image_size: int | None = Field(None, ge=16, description="absolute input side, px (pins it for every dataset)")
+    image_scale: float | None = Field(None, gt=0, description="input side as a multiple of the dataset's native size")
     max_train_images: int | None = Field(None, ge=1)
     max_eval_images: int | None = Field(None, ge=1)
     max_val_images: int | None = Field(None, ge=1)
@@ -96,11 +124,36 @@ class TrainOverride(Strict):
     transfer: TransferConfig | None = None
 
 
-class ProfileConfig(Strict):
+class ReferenceRecipe(Strict):
+    """A model's published training recipe (``reference:`` in its YAML).
+
+    It takes effect only under profiles with ``recipe: reference`` (gpu), where the learning rate is
+    scaled by the linear rule (Goyal et al. 2017) to the batch size that runs:
+    ``lr = reference.lr * batch_size / reference.batch_size``.
+    """
+
+    optimizer: Optimizer | None = None
+    lr: float | None = Field(None, gt=0)
+    weight_decay: float | None = Field(None, ge=0)
+    momentum: float | None = Field(None, ge=0, lt=1)
+    eps: float | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, ge=1, description="the paper's batch; the lr scales from it")
+    epochs: int | None = Field(None, ge=1)
+    warmup_iters: int | None = Field(None, ge=0)
+    scheduler: Literal["none", "cosine", "step"] | None = None
+    grad_clip: float | None = Field(None, gt=0)
+    image_size: int | None = Field(None, ge=16, description="the paper's input side, px")
+
+
+class ProfileConfig(FileConfig):
     """``configs/profiles/<name>.yaml``: how hard every model trains, and with what resources."""
 
     name: str
     description: str = ""
+    recipe: Recipe = Field(
+        description="shared: one protocol for every model (the profile and model-profile sections; a model's "
+        "`reference:` is not used); reference: each model's `reference:` recipe, lr scaled to the batch that runs"
+    )
     train: TrainOverride = TrainOverride()
     resources: Resources = Resources()
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -122,15 +175,21 @@ class ModelProfileOverride(Strict):
     datasets: dict[str, DatasetOverride] = Field(default_factory=dict, description="applied last, by dataset")
 
 
-class ModelConfig(Strict):
-    """``configs/models/<name>.yaml``: the reference configuration of one registered model."""
+class ModelConfig(FileConfig):
+    """``configs/models/<name>.yaml``: one registered model's configuration.
+
+    ``reference`` is the paper's recipe (used under ``recipe: reference`` profiles); ``train``
+    applies under every profile; ``profiles.<p>`` under profile ``p`` only.  The precedence is in
+    ``bench.config.catalog.resolve_trial``.
+    """
 
     name: str = Field(description="config name; also the name shown on leaderboards")
     model: str | None = Field(None, description="registered builder; defaults to `name`")
     datasets: list[str] = Field(["shapes"], min_length=1, description="one trial per dataset (name or YAML path)")
     description: str = ""
     params: dict[str, Any] = Field(default_factory=dict, description="builder keyword arguments")
-    train: TrainOverride = TrainOverride()
+    reference: ReferenceRecipe = ReferenceRecipe()
+    train: TrainOverride = Field(TrainOverride(), description="applies under every profile")
     profiles: dict[str, ModelProfileOverride] = Field(default_factory=dict)
 
     @field_validator("datasets", mode="before")
@@ -149,9 +208,13 @@ class DatasetView(Strict):
 
     format: Literal["imagefolder", "coco", "masks"]
     path: str = Field(description="relative to the dataset root")
+    image_size: int | None = Field(
+        None, ge=1, description="native image side, px (what `image_scale` multiplies); read from the first "
+        "training image when not given"
+    )
 
 
-class DatasetConfig(Strict):
+class DatasetConfig(FileConfig):
     """``configs/datasets/<name>.yaml``."""
 
     name: str
@@ -165,10 +228,13 @@ class DatasetConfig(Strict):
     )
 
 
-class SuiteConfig(Strict):
+class SuiteConfig(FileConfig):
     """``configs/suites/<name>.yaml``: the models a named benchmark runs."""
 
     name: str
     description: str = ""
     models: list[str] = Field(min_length=1)
     dataset: str | None = Field(None, description="overrides each model's dataset")
+    train: dict[str, TrainOverride] = Field(
+        default_factory=dict, description="per-model train settings of this suite (its own budget), by model name"
+    )

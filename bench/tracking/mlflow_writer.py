@@ -87,8 +87,12 @@ class MlflowWriter:
         status = "KILLED" if killed else ("FINISHED" if failed == 0 else "FAILED")
         self.client.set_terminated(self.parent_id, status)
 
-    def log_trial(self, result: TrialResult, artifacts: list[Path]) -> str:
-        """A child run for ``result``: params, per-epoch and final metrics, tags, artifacts."""
+    def log_trial(self, result: TrialResult, artifacts: list[Path], config_yaml: str | None = None) -> str:
+        """A child run for ``result``: params, per-epoch and final metrics, tags, artifacts.
+
+        ``config_yaml``: the effective config annotated with each value's source (``bench config``),
+        logged as ``config.yaml`` next to ``result.json``.
+        """
         from mlflow.entities import Metric
 
         tags = {
@@ -132,6 +136,9 @@ class MlflowWriter:
             rec = Path(tmp) / "result.json"
             rec.write_text(result.model_copy(update={"mlflow_run_id": rid}).model_dump_json(indent=2))
             self.client.log_artifact(rid, str(rec))
+            if config_yaml:
+                (Path(tmp) / "config.yaml").write_text(config_yaml + "\n")
+                self.client.log_artifact(rid, str(Path(tmp) / "config.yaml"))
         for path in artifacts:
             self.client.log_artifact(rid, str(path), artifact_path="plots")
         self.client.set_terminated(rid, "FINISHED" if result.status == "ok" else "FAILED")

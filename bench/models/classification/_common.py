@@ -22,3 +22,20 @@ def tag_transfer(model: Any, head: str, stages: Sequence[str] | None = None) -> 
     if stages is not None:
         model.bench_stages = tuple(stages)
     return model
+
+
+def fan_in_head(linear: Any) -> None:
+    """Re-initialise a classifier ``nn.Linear``: weights uniform in +-1/sqrt(fan_in) (PyTorch's
+    ``nn.Linear`` bound), bias zero, so the initial logits are O(1) and the initial loss ~ ln K.
+
+    Reference inits scaled for 1000 ImageNet classes start a 3- or 10-class head far from that:
+    EfficientNet's uniform +-1/sqrt(num_classes), Inception v3's truncated normal with std 0.1 on
+    2048 features (logits of std ~4: measured first-epoch loss 3.47 on 3 classes, ln 3 = 1.10).
+    """
+    import torch
+
+    bound = 1.0 / linear.in_features ** 0.5
+    with torch.no_grad():
+        linear.weight.uniform_(-bound, bound)
+        if linear.bias is not None:
+            linear.bias.zero_()

@@ -12,6 +12,8 @@ from torch import nn
 from torchvision.models.googlenet import BasicConv2d, GoogLeNet, Inception, InceptionAux
 from torchvision.models.inception import Inception3
 
+from bench.models.classification._common import fan_in_head
+
 # Auxiliary loss weights.  GoogLeNet: "the loss of the auxiliary classifiers was weighted by 0.3"
 # (Szegedy et al. 2014, Sec. 5).  Inception v3's paper gives none; 0.4 is what its reference
 # implementation (TF-slim train_image_classifier.py, `AuxLogits` loss) uses.
@@ -106,6 +108,11 @@ def inception_v3(num_classes: int, image_size: int, aux_logits: bool) -> nn.Modu
             f"Use image_size >= {INCEPTION_V3_AUX_MIN_SIZE} or set params.aux_logits: false"
         )
     model = Inception3(num_classes=num_classes, aux_logits=aux_logits, transform_input=False, init_weights=True)
+    # torchvision initialises every Linear as truncated normal with std 0.1 (its ImageNet init): on
+    # 2048 features the logits start with std ~4, far from ln K (see ``fan_in_head``).
+    fan_in_head(model.fc)
+    if aux_logits:
+        fan_in_head(model.AuxLogits.fc)
     model.aux_loss_weight = INCEPTION_V3_AUX_WEIGHT
     model.bench_head = "fc"
     model.bench_stages = (

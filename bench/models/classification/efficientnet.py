@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bench.models import Builder, register_model
+from bench.models.classification._common import fan_in_head
 
 if TYPE_CHECKING:
     from torch import nn
@@ -26,22 +27,6 @@ VARIANTS = {
     6: (528, 43e6),
     7: (600, 66e6),
 }
-
-
-def _fan_in_head(linear: nn.Linear) -> None:
-    """Re-initialise the classifier's weights uniform in +-1/sqrt(fan_in) (the bound of PyTorch's
-    ``nn.Linear`` default), bias zero as in the reference.
-
-    The reference init (TF and torchvision: uniform in +-1/sqrt(num_classes)) is scaled for 1000
-    classes; with 3 or 10 it starts at logits of +-40 on 1280 features and AdamW diverges
-    (measured: loss 5-13 on 3 classes after 25 steps, chance accuracy after 90 s).
-    """
-    import torch
-
-    bound = 1.0 / linear.in_features ** 0.5
-    with torch.no_grad():
-        linear.weight.uniform_(-bound, bound)
-        linear.bias.zero_()
 
 
 def _register(b: int) -> Builder:
@@ -63,7 +48,10 @@ def _register(b: int) -> Builder:
         import torchvision.models as tvm
 
         model = getattr(tvm, name)(weights=None, num_classes=num_classes)
-        _fan_in_head(model.classifier[1])
+        # The reference head init (uniform +-1/sqrt(num_classes)) is scaled for 1000 classes; with 3 or
+        # 10 it starts at logits of +-40 on 1280 features and AdamW diverges (measured: loss 5-13 on 3
+        # classes after 25 steps).
+        fan_in_head(model.classifier[1])
         model.bench_head = "classifier.1"
         # features.0 is the stem conv, 1..7 the seven MBConv stages of Table 1, 8 the final 1x1 conv.
         model.bench_stages = tuple(f"features.{i}" for i in range(len(model.features)))
