@@ -12,13 +12,27 @@ from torch.utils.data import Dataset
 
 from bench.config.catalog import TrialConfig
 from bench.datasets import DATASETS
+from bench.metrics.significance import BaselineTest
 from bench.models import build_model
 
 
 class Task(ABC):
-    """One task's pieces.  Subclasses are registered in ``bench.tasks`` by ``module:attr``."""
+    """One task's pieces.  Subclasses are registered in ``bench.tasks`` by ``module:attr``.
+
+    Optional hooks, all with working defaults:
+
+    * **training accuracy**: a task whose training forward yields predictions calls
+      :meth:`count_correct` inside :meth:`loss`; the loop reads it back with
+      :meth:`pop_train_counts` after each step and reports the epoch's running fraction
+      (no second forward).  Tasks that never call it get ``train_acc = None``.
+    * **baseline**: :meth:`baseline` compares the test result with a trivial baseline
+      (``bench.metrics.significance``); with ``untrained_baseline`` the loop first evaluates the
+      freshly initialised model on the test split and passes that evaluator in as well.
+    """
 
     collate: Any = None  # DataLoader collate_fn; None = default stacking
+    untrained_baseline: bool = False  # evaluate the model at initialisation on test, as the baseline
+    _train_counts: tuple[int, int] | None = None
 
     def __init__(self, cfg: TrialConfig, dataset_root: Path) -> None:
         self.cfg = cfg
@@ -60,6 +74,23 @@ class Task(ABC):
     @abstractmethod
     def update(self, evaluator: Any, batch: Any, outputs: Any) -> None:
         """Feed one batch of outputs (moved to NumPy) to the evaluator."""
+
+    def count_correct(self, correct: int | torch.Tensor, total: int) -> None:
+        """Record, from inside :meth:`loss`, that ``correct`` of ``total`` training targets were right."""
+        self._train_counts = (int(correct), int(total))
+
+    def pop_train_counts(self) -> tuple[int, int] | None:
+        """``(correct, total)`` of the last :meth:`loss` call, then forgotten; None if not recorded."""
+        counts, self._train_counts = self._train_counts, None
+        return counts
+
+    def baseline(self, test: Any, untrained: Any | None) -> BaselineTest | None:
+        """The test evaluator ``test`` (computed) against the task's baseline; None: no baseline.
+
+        ``untrained`` is the evaluator of the untrained model on the same test images when
+        ``untrained_baseline`` is set, else None.
+        """
+        return None
 
     @staticmethod
     def batch_size_of(batch: Any) -> int:

@@ -12,6 +12,12 @@ from torch.utils.data import Dataset
 from bench.engine.base import Task
 from bench.engine.data import ClassificationDataset
 from bench.evaluators.classification import ClassificationEvaluator
+from bench.metrics.significance import BaselineTest, majority_baseline
+
+
+def main_logits(outputs: Any) -> torch.Tensor:
+    """The main head's logits ``[B, K]`` of a model's (train-mode) outputs."""
+    return outputs[0] if isinstance(outputs, tuple) else outputs
 
 
 def classification_loss(model: nn.Module, outputs: Any, y: torch.Tensor) -> torch.Tensor:
@@ -38,8 +44,13 @@ class ClassificationTask(Task):
         return ClassificationDataset(rec.paths, rec.labels, self.cfg.train.image_size, ops)
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
+        """Training loss; also counts the main head's correct top-1 predictions (train accuracy)."""
         x, y = batch
-        return classification_loss(model, model(x.to(device, non_blocking=True)), y.to(device))
+        y = y.to(device)
+        outputs = model(x.to(device, non_blocking=True))
+        with torch.no_grad():
+            self.count_correct((main_logits(outputs).argmax(dim=1) == y).sum(), len(y))
+        return classification_loss(model, outputs, y)
 
     def predict(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         return model(batch[0].to(device, non_blocking=True)).float().softmax(dim=1)
@@ -49,3 +60,7 @@ class ClassificationTask(Task):
 
     def update(self, evaluator: Any, batch: Any, outputs: torch.Tensor) -> None:
         evaluator.update(outputs.cpu().numpy(), batch[1].numpy())
+
+    def baseline(self, test: Any, untrained: Any | None) -> BaselineTest | None:
+        """Majority class of the evaluated test images; exact binomial test of the top-1 hits."""
+        return majority_baseline(test.confusion)

@@ -11,10 +11,12 @@ from torch.utils.data import Dataset
 from bench.engine.base import Task
 from bench.engine.data import DetectionDataset, list_collate
 from bench.evaluators.detection import DetectionEvaluator
+from bench.metrics.significance import BaselineTest, paired_baseline
 
 
 class DetectionTask(Task):
     collate = staticmethod(list_collate)
+    untrained_baseline = True  # no trivial detector: the baseline is the architecture at initialisation
 
     def dataset(self, split: str, train: bool) -> Dataset:
         rec = self.records(split)
@@ -35,6 +37,14 @@ class DetectionTask(Task):
 
     def update(self, evaluator: Any, batch: Any, outputs: list[dict[str, torch.Tensor]]) -> None:
         evaluator.update(to_coco_results(batch[1], outputs, self.label_to_cat))
+
+    def baseline(self, test: Any, untrained: Any | None) -> BaselineTest | None:
+        """The untrained model on the same test images; sign test over the images' AP at IoU 0.5."""
+        if untrained is None:
+            return None
+        score = untrained.compute()["mAP"]
+        return paired_baseline("untrained model", "mAP", score, test.per_image_ap(0.5), untrained.per_image_ap(0.5),
+                               "AP@0.5")
 
     @property
     def label_to_cat(self) -> dict[int, int]:

@@ -12,6 +12,8 @@ from torch.utils.data import Dataset
 from bench.engine.base import Task
 from bench.engine.data import SegmentationDataset
 from bench.evaluators.segmentation import SegmentationEvaluator
+from bench.metrics.segmentation import background_confmats, from_confmat
+from bench.metrics.significance import BaselineTest, paired_baseline
 
 IGNORE_INDEX = 255
 
@@ -27,8 +29,14 @@ class SegmentationTask(Task):
         return SegmentationDataset(rec.images, rec.masks, self.cfg.train.image_size, ops)
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
+        """Per-pixel cross-entropy; also counts correct non-ignored pixels (training pixel accuracy)."""
         x, y = batch
-        return F.cross_entropy(model(x.to(device, non_blocking=True)), y.to(device), ignore_index=IGNORE_INDEX)
+        y = y.to(device)
+        logits = model(x.to(device, non_blocking=True))
+        with torch.no_grad():
+            valid = y != IGNORE_INDEX
+            self.count_correct(((logits.argmax(dim=1) == y) & valid).sum(), int(valid.sum()))
+        return F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX)
 
     def predict(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         return model(batch[0].to(device, non_blocking=True)).argmax(dim=1)
@@ -40,3 +48,9 @@ class SegmentationTask(Task):
 
     def update(self, evaluator: Any, batch: Any, outputs: torch.Tensor) -> None:
         evaluator.update(outputs.cpu().numpy(), batch[1].numpy())
+
+    def baseline(self, test: Any, untrained: Any | None) -> BaselineTest | None:
+        """Predicting background everywhere; sign test over the images' mean IoU."""
+        model, background = test.per_image_jaccard()
+        score = from_confmat(background_confmats(test.confmat[None])[0])["jaccard"]
+        return paired_baseline("all background", "jaccard", score, model, background, "mean IoU")

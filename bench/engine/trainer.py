@@ -2,7 +2,10 @@
 
 Seeded; CUDA + AMP when present, CPU otherwise; checkpoints (last and best by the task's primary
 validation metric) every epoch; the best weights are the ones tested.  Time is split into data,
-compute and metric time.
+compute and metric time.  Each epoch logs the mean training loss and, where the task counts it
+(``Task.count_correct``), the running training accuracy; the result says how training ended
+(schedule or time limit, epochs done), how many test images were scored and how the test score
+compares with the task's baseline (``Task.baseline``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from bench.engine.base import Task
 from bench.engine.data import make_loader, subsample
 from bench.engine.device import autocast, select_device, sync, timed
 from bench.engine.transfer import apply_transfer, freeze_frozen_norms
-from bench.results.record import EpochLog
+from bench.metrics.significance import BaselineTest
+from bench.results.record import EpochLog, TrainingEnd
 from bench.tasks import TASKS, task_impl
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -43,6 +47,19 @@ class LoopOutput:
     checkpoint: str | None
     inference_ms_per_image: float | None
     extras: dict[str, Any] = field(default_factory=dict)
+    training: TrainingEnd | None = None  # how the schedule ended (ran out or cut by the time limit)
+    test_images: int | None = None  # test images evaluated (after ``max_eval_images`` subsampling)
+    baseline: BaselineTest | None = None  # the task's baseline on those images, and the test against it
+
+
+@dataclass
+class Evaluation:
+    """One pass over a split: the evaluator's result, the evaluator itself and the images seen."""
+
+    metrics: dict[str, Any]  # ``evaluator.compute()``; empty when not computed
+    ms_per_image: float | None  # forward time per image (first batch skipped)
+    evaluator: Any
+    images: int
 
 
 def seed_everything(seed: int) -> None:
@@ -147,9 +164,10 @@ def _is_random_layer(m: nn.Module) -> bool:
 
 
 def evaluate(
-    task: Task, model: nn.Module, split: str, device: torch.device, cfg: TrialConfig, acc: dict[str, float]
-) -> tuple[dict[str, Any], float | None]:
-    """Metrics of ``model`` on ``split`` and the forward time per image in ms (first batch skipped)."""
+    task: Task, model: nn.Module, split: str, device: torch.device, cfg: TrialConfig, acc: dict[str, float],
+    compute: bool = True,
+) -> Evaluation:
+    """``model`` on ``split``: metrics (if ``compute``), the evaluator, forward ms per image, image count."""
     limit = (cfg.train.max_val_images or cfg.train.max_eval_images) if split == "val" else cfg.train.max_eval_images
     ds = subsample(task.dataset(split, train=False), limit, cfg.seed)
     loader = make_loader(
@@ -178,8 +196,8 @@ def evaluate(
                 task.update(evaluator, batch, outputs)
             t_data = time.perf_counter()
     with timed(device, acc, "metric_s"):
-        metrics = evaluator.compute()
-    return metrics, (1000 * fwd_s / fwd_n if fwd_n else None)
+        metrics = evaluator.compute() if compute else {}
+    return Evaluation(metrics, 1000 * fwd_s / fwd_n if fwd_n else None, evaluator, len(ds))
 
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float | None]:
@@ -215,6 +233,9 @@ def train_and_test(
     history: list[EpochLog] = []
     best, best_path = -math.inf, None
     run_dir.mkdir(parents=True, exist_ok=True)
+    t_base = time.perf_counter()
+    untrained = evaluate(task, model, "test", device, cfg, acc, compute=False) if task.untrained_baseline else None
+    base_s = time.perf_counter() - t_base
     t_train = time.perf_counter()
     it, out_of_time = 0, False
     limit = cfg.train.time_limit_s
@@ -222,6 +243,8 @@ def train_and_test(
         model.train()
         freeze_frozen_norms(model)
         t_epoch, losses = time.perf_counter(), []
+        correct, counted = 0, 0
+        task.pop_train_counts()  # forget counts left by calls outside this loop (precise BN)
         t_data = time.perf_counter()
         for batch in loader:
             acc["data_s"] = acc.get("data_s", 0.0) + time.perf_counter() - t_data
@@ -244,17 +267,20 @@ def train_and_test(
                 scaler.step(opt)
                 scaler.update()
             losses.append(loss.item())
+            if (counts := task.pop_train_counts()) is not None:
+                correct, counted = correct + counts[0], counted + counts[1]
             it += 1
             t_data = time.perf_counter()
         t_val = time.perf_counter()
         precise_bn(model, loader, task, device, cfg.train.precise_bn_batches)
-        val, _ = evaluate(task, model, "val", device, cfg, acc)
+        val = evaluate(task, model, "val", device, cfg, acc).metrics
         acc["val_s"] = acc.get("val_s", 0.0) + time.perf_counter() - t_val
         val_scalars = scalar_metrics(val)
         score = val_scalars.get(spec.primary_metric)
         log = EpochLog(
             epoch=epoch, train_loss=float(np.mean(losses)) if losses else float("nan"),
-            val=val_scalars, lr=opt.param_groups[0]["lr"], seconds=time.perf_counter() - t_epoch,
+            train_acc=correct / counted if counted else None, val=val_scalars, lr=opt.param_groups[0]["lr"],
+            seconds=time.perf_counter() - t_epoch,
         )
         history.append(log)
         if cfg.train.checkpoint:
@@ -264,7 +290,7 @@ def train_and_test(
             if is_best:
                 best, best_path = score, run_dir / "best.pt"
         progress({"event": "epoch", "epoch": epoch, "epochs": cfg.train.epochs, "loss": log.train_loss,
-                  spec.primary_metric: score})
+                  "train_acc": log.train_acc, spec.primary_metric: score})
         if out_of_time:
             progress({"event": "time_limit", "epoch": epoch})
             break
@@ -272,12 +298,17 @@ def train_and_test(
     if best_path is not None:
         model.load_state_dict(torch.load(best_path, map_location=device)["model"])
     t_test = time.perf_counter()
-    test, ms = evaluate(task, model, "test", device, cfg, acc)
-    acc["test_s"] = time.perf_counter() - t_test
+    test = evaluate(task, model, "test", device, cfg, acc)
+    with timed(device, acc, "metric_s"):
+        baseline = task.baseline(test.evaluator, untrained.evaluator if untrained else None)
+    acc["test_s"] = time.perf_counter() - t_test + base_s
+    training = TrainingEnd(epochs_planned=cfg.train.epochs, epochs_done=it / max(1, len(loader)),
+                           stopped_by="time_limit" if out_of_time else "schedule")
     return LoopOutput(
-        metrics=test, history=history, timings=acc, num_params=num_params, device=str(device),
+        metrics=test.metrics, history=history, timings=acc, num_params=num_params, device=str(device),
         checkpoint=str(best_path or (run_dir / "last.pt" if cfg.train.checkpoint else "")) or None,
-        inference_ms_per_image=ms, extras={"transfer": transfer},
+        inference_ms_per_image=test.ms_per_image, extras={"transfer": transfer}, training=training,
+        test_images=test.images, baseline=baseline,
     )
 
 

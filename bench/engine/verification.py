@@ -19,6 +19,7 @@ from torch import nn
 from bench.engine.classification import ClassificationTask
 from bench.engine.data import make_loader, subsample
 from bench.evaluators.verification import EmbeddingEvaluator, class_means
+from bench.metrics.significance import BaselineTest, majority_baseline
 
 # Training images embedded for the class means (a fixed subsample keeps per-epoch validation cheap).
 MEANS_IMAGES = 1000
@@ -68,3 +69,11 @@ class VerificationTask(ClassificationTask):
 
     def update(self, evaluator: Any, batch: Any, outputs: torch.Tensor) -> None:
         evaluator.update(outputs.cpu().numpy(), batch[1].numpy())
+
+    def baseline(self, test: Any, untrained: Any | None) -> BaselineTest | None:
+        """Majority class against the nearest-class-mean top-1 (the number ranked on classification).
+
+        Training accuracy stays None: the Siamese loss scores pairs/triplets, not classes.
+        """
+        confusion = test.ncm_confusion()
+        return None if confusion is None else majority_baseline(confusion)

@@ -8,7 +8,13 @@ import numpy as np
 
 from bench.evaluators import EVALUATORS, EvaluatorSpec
 from bench.metrics import MetricInputError
-from bench.metrics.detection import Detections, evaluate_parsed, parse_ground_truth, parse_predictions
+from bench.metrics.detection import (
+    Detections,
+    evaluate_parsed,
+    parse_ground_truth,
+    parse_predictions,
+    per_image_ap,
+)
 
 
 @EVALUATORS.register(
@@ -56,6 +62,10 @@ class DetectionEvaluator:
     def compute(self, voc_legacy_coords: bool = False) -> dict[str, Any]:
         """Same keys as :func:`bench.metrics.detection.evaluate_coco`."""
         return evaluate_parsed(self._gt, self.detections(), self.voc_iou, voc_legacy_coords)
+
+    def per_image_ap(self, iou_thr: float = 0.5) -> np.ndarray:
+        """Each GT image's VOC AP at ``iou_thr`` (``[I]``, NaN without GT); see ``per_image_ap``."""
+        return per_image_ap(self._gt, self.detections(), iou_thr)
 
     def merge(self, other: DetectionEvaluator) -> DetectionEvaluator:
         """Append ``other``'s predictions after this evaluator's (in place); returns self."""

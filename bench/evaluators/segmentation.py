@@ -11,9 +11,11 @@ from bench.metrics import MetricInputError
 from bench.metrics.segmentation import (
     CLASS_METRICS,
     REDUCTIONS,
+    background_confmats,
     confusion_matrices,
     from_confmat,
     from_per_image_sums,
+    per_image_jaccard,
     per_image_sums,
 )
 
@@ -27,7 +29,9 @@ class SegmentationEvaluator:
 
     State: the dataset ``[K, K]`` confusion matrix (int64) and, for ``reduction="per_image"``,
     per-class sums/counts of each image's metrics (see ``per_image_sums``).  Everything is
-    additive; the float sums make a merged per-image result equal up to float rounding.
+    additive; the float sums make a merged per-image result equal up to float rounding.  It also
+    keeps each image's mean IoU and that of an all-background prediction (``[N]`` each, in update
+    order) for the baseline sign test.
     """
 
     def __init__(
@@ -50,6 +54,8 @@ class SegmentationEvaluator:
         self.pi_counts = np.zeros((m, k), dtype=np.int64)
         self.acc_sum = 0.0
         self.n_images = 0
+        self.image_jaccard: list[np.ndarray] = []
+        self.image_jaccard_bg: list[np.ndarray] = []
 
     def update(self, pred: np.ndarray, target: np.ndarray) -> None:
         """Add a batch of label maps: ``pred, target: [N, H, W] int`` (target may hold ignore_index)."""
@@ -63,6 +69,13 @@ class SegmentationEvaluator:
         self.pi_counts += counts
         self.acc_sum += acc_sum
         self.n_images += n
+        self.image_jaccard.append(per_image_jaccard(cms))
+        self.image_jaccard_bg.append(per_image_jaccard(background_confmats(cms)))
+
+    def per_image_jaccard(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(model [N], all background [N])``: each image's mean IoU, NaN where undefined."""
+        cat = [np.concatenate(x) if x else np.zeros(0) for x in (self.image_jaccard, self.image_jaccard_bg)]
+        return cat[0], cat[1]
 
     def compute(self, reduction: str = "dataset") -> dict[str, Any]:
         """Metrics with ``reduction`` ``"dataset"`` (default) or ``"per_image"``."""
@@ -82,6 +95,8 @@ class SegmentationEvaluator:
         self.pi_counts += other.pi_counts
         self.acc_sum += other.acc_sum
         self.n_images += other.n_images
+        self.image_jaccard += other.image_jaccard
+        self.image_jaccard_bg += other.image_jaccard_bg
         return self
 
     def state(self) -> dict[str, Any]:
@@ -89,7 +104,8 @@ class SegmentationEvaluator:
         return {"num_classes": self.num_classes, "ignore_index": self.ignore_index,
                 "class_names": self.class_names, "confmat": self.confmat.copy(),
                 "pi_sums": self.pi_sums.copy(), "pi_counts": self.pi_counts.copy(),
-                "acc_sum": float(self.acc_sum), "n_images": int(self.n_images)}
+                "acc_sum": float(self.acc_sum), "n_images": int(self.n_images),
+                "image_jaccard": self.per_image_jaccard()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SegmentationEvaluator:
@@ -100,4 +116,6 @@ class SegmentationEvaluator:
         ev.pi_counts = np.asarray(state["pi_counts"], dtype=np.int64).copy()
         ev.acc_sum = float(state["acc_sum"])
         ev.n_images = int(state["n_images"])
+        model, background = state.get("image_jaccard", (np.zeros(0), np.zeros(0)))
+        ev.image_jaccard, ev.image_jaccard_bg = [np.asarray(model, np.float64)], [np.asarray(background, np.float64)]
         return ev

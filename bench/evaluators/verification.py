@@ -103,6 +103,15 @@ class EmbeddingEvaluator:
             ver.update(pair_scores(emb, pairs), labels[pairs[:, 0]] == labels[pairs[:, 1]])
         return ver
 
+    def ncm_confusion(self) -> np.ndarray | None:
+        """Nearest-class-mean top-1 confusion ``[K, K]`` (rows = true class); None without class means."""
+        emb, labels = self.arrays()
+        if self.means is None or not len(emb):
+            return None
+        cls = ClassificationEvaluator(self.num_classes, self.class_names)
+        cls.update(ncm_scores(emb, self.means), labels)
+        return cls.confusion
+
     def compute(self) -> dict[str, Any]:
         """Verification keys (``roc_auc, eer, accuracy, threshold, num_pairs``) plus NCM ``top1 … macro_f1``."""
         emb, labels = self.arrays()

@@ -1,4 +1,7 @@
-"""Metrics: pure NumPy functions over arrays, registered by name with their reduction.
+"""Metrics: functions over NumPy arrays, registered by name with their reduction.
+
+All NumPy except COCO AP/AR (faster-coco-eval, checked against pycocotools in ``tests/metrics``)
+and the exact binomial test of ``significance`` (scipy).
 
 This module is imported by ``bench list`` and by every worker, so it must stay cheap: it defines
 the registry, the spec version and the input-error type only.  The metric implementations live in

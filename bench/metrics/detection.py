@@ -723,6 +723,27 @@ def voc_evaluate(
 
     ``legacy_coords`` (+1 on widths/heights) only applies to boxes; masks have no such convention.
     """
+    m = _voc_match(gt, dets, legacy_coords)
+    order, tp = voc_assign(m.d_cls, dets.score, m.best_iou, m.best_gt, np.append(m.gt_ignore, False), iou_thr)
+    npos = np.bincount(m.g_cls[~m.gt_ignore], minlength=len(gt.cat_ids))
+    return voc_per_class(m.d_cls, order, tp, npos)
+
+
+@dataclass(frozen=True)
+class _Match:
+    """Detections and GT as (image index, class index) pairs, with each detection's best GT."""
+
+    d_img: np.ndarray  # [D]
+    d_cls: np.ndarray  # [D]
+    g_img: np.ndarray  # [G]
+    g_cls: np.ndarray  # [G]
+    best_iou: np.ndarray  # [D], -inf without a candidate GT of the same image and class
+    best_gt: np.ndarray  # [D], -1 without one
+    gt_ignore: np.ndarray  # [G] bool: crowd or difficult
+
+
+def _voc_match(gt: GroundTruth, dets: Detections, legacy_coords: bool) -> _Match:
+    """Each detection's best GT of the same image and class (boxes or masks, per ``gt.iou_type``)."""
     k = len(gt.cat_ids)
     n_img = len(gt.image_ids)
     g_img = np.searchsorted(gt.image_ids, gt.ann_image)
@@ -738,10 +759,30 @@ def voc_evaluate(
         best_iou, best_gt = _best_gt_boxes(
             d_key, xywh_to_xyxy(dets.bbox), g_key, xywh_to_xyxy(gt.ann_box), legacy_coords
         )
-    gt_ignore = gt.ann_crowd | gt.ann_difficult
-    order, tp = voc_assign(d_cls, dets.score, best_iou, best_gt, np.append(gt_ignore, False), iou_thr)
-    npos = np.bincount(g_cls[~gt_ignore], minlength=k)
-    return voc_per_class(d_cls, order, tp, npos)
+    return _Match(d_img, d_cls, g_img, g_cls, best_iou, best_gt, gt.ann_crowd | gt.ann_difficult)
+
+
+def per_image_ap(gt: GroundTruth, dets: Detections, iou_thr: float = 0.5) -> np.ndarray:
+    """Each image's VOC all-point AP at ``iou_thr``: ``[I]`` in ``gt.image_ids`` order.
+
+    Matching is the VOC devkit's (:func:`voc_assign`) restricted to one image: per class, the
+    image's detections in score order against its non-ignored GT; the image's AP is the mean over
+    the classes with GT in it.  NaN for an image without non-ignored GT (its AP is undefined).
+    """
+    k, n_img = max(len(gt.cat_ids), 1), len(gt.image_ids)
+    m = _voc_match(gt, dets, legacy_coords=False)
+    d_key, g_key = m.d_img * k + m.d_cls, m.g_img * k + m.g_cls
+    order, tp = voc_assign(d_key, dets.score, m.best_iou, m.best_gt, np.append(m.gt_ignore, False), iou_thr)
+    npos = np.bincount(g_key[~m.gt_ignore], minlength=n_img * k)
+    keys = d_key[order]
+    bounds = np.searchsorted(keys, np.arange(n_img * k + 1), side="left")
+    ap = np.full((n_img, k), np.nan)
+    for key in np.flatnonzero(npos):
+        recall, precision = precision_recall(tp[bounds[key] : bounds[key + 1]], int(npos[key]))
+        ap[key // k, key % k] = ap_all_point(recall, precision)
+    has_gt = ~np.isnan(ap)
+    return np.where(has_gt.any(axis=1), np.where(has_gt, ap, 0.0).sum(axis=1) / np.maximum(has_gt.sum(axis=1), 1),
+                    np.nan)
 
 
 def evaluate_parsed(

@@ -143,6 +143,26 @@ def per_image_sums(confmats: np.ndarray) -> tuple[np.ndarray, np.ndarray, float,
     return sums, defined.sum(axis=0).astype(np.int64), float(accs.sum()), int(accs.size)
 
 
+def per_image_jaccard(confmats: np.ndarray) -> np.ndarray:
+    """Each image's mean IoU: ``confmats [N, K, K]`` -> ``[N]``, the mean over the classes present
+    in the image's target or prediction (NaN for an image without counted pixels)."""
+    iou = class_metrics(confmats)[:, CLASS_METRICS.index("jaccard")]  # [N, K]
+    defined = ~np.isnan(iou)
+    total = np.where(defined, iou, 0.0).sum(axis=1)
+    return _ratio(total, defined.sum(axis=1).astype(np.float64))
+
+
+def background_confmats(confmats: np.ndarray) -> np.ndarray:
+    """What predicting class 0 (background) everywhere gives: ``[..., K, K]`` -> ``[..., K, K]``.
+
+    Every pixel keeps its target row and moves to column 0.
+    """
+    cm = np.asarray(confmats)
+    out = np.zeros_like(cm)
+    out[..., 0] = cm.sum(axis=-1)
+    return out
+
+
 def from_per_image_sums(
     sums: np.ndarray,
     counts: np.ndarray,

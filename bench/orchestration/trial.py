@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config.catalog import TrialConfig
-from bench.results.record import Provenance, Timings, TrialResult
+from bench.results.record import Baseline, Provenance, Timings, TrialResult
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,8 @@ def run_trial(cfg: TrialConfig, ctx: RunContext, progress: Callable[[dict[str, A
         extras.update(out.extras)
         return base_result(
             cfg, ctx, status="ok", metrics=scalar_metrics(metrics), per_class=_jsonable(metrics.get("per_class") or {}),
-            extras=_jsonable(extras), history=out.history, num_params=out.num_params, device=out.device,
+            extras=_jsonable(extras), history=out.history, training=out.training, test_images=out.test_images,
+            baseline=_baseline(out.baseline), num_params=out.num_params, device=out.device,
             timings=timings, checkpoint=out.checkpoint, started_at=started, finished_at=now(),
             dataset_version=dataset_version, metric_spec=metrics.get("spec"),
         )
@@ -108,6 +109,16 @@ def run_trial(cfg: TrialConfig, ctx: RunContext, progress: Callable[[dict[str, A
             timings=Timings(setup_s=setup_s, total_s=time.perf_counter() - t0), started_at=started,
             finished_at=now(), dataset_version=dataset_version,
         )
+
+
+def _baseline(test: Any) -> Baseline | None:
+    """The record of a ``bench.metrics.significance.BaselineTest`` (None stays None)."""
+    if test is None:
+        return None
+    from bench.metrics.significance import ALPHA
+
+    return Baseline(name=test.name, metric=test.metric, score=test.score, test=test.test, p_value=test.p_value,
+                    significant=test.significant, alpha=ALPHA)
 
 
 def _jsonable(obj: Any) -> Any:

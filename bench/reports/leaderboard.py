@@ -1,6 +1,10 @@
 """Leaderboards from MLflow runs: one table per (task, dataset), sorted by the task's primary metric.
 
-Reads what the driver logged; computes no metric itself.
+Reads what the driver logged; computes no metric itself.  Besides the test metrics each row shows
+how training ended (``epochs_done``/``epochs_planned``, ``stopped_by``), the final epoch's training
+accuracy (or loss), the number of test images scored, and "≈ baseline" when the worker's test
+against the task's baseline (``bench.metrics.significance``) was not significant; each table states
+its baseline and test set size under its heading.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.metrics.significance import ALPHA
 from bench.tasks import TASKS
 from bench.tracking.mlflow_writer import EXPERIMENT, TAG_KIND
 
@@ -26,6 +31,11 @@ class Row:
     inference_ms: float | None
     run_id: str
     error: str
+    training: str = "—"  # "1.5/30 ep, time limit", "30/30 ep"
+    train_fit: str = "—"  # final epoch's training accuracy, else "loss X"
+    test_images: int | None = None
+    baseline: str = ""  # "majority class: top1 = 0.3400 (binomial, one-sided)"
+    notes: str = ""  # "≈ baseline" when not significantly above it
 
 
 @dataclass(frozen=True)
@@ -67,9 +77,12 @@ def collect(uri: str, run_id: str | None = None) -> tuple[Any, list[Table]]:
         m, t = run.data.metrics, run.data.tags
         row = Row(
             model=t.get("model", run.info.run_name), status=t.get("status", run.info.status.lower()),
-            metrics={k.removeprefix("test_"): v for k, v in m.items() if k.startswith("test_")},
+            metrics={k.removeprefix("test_"): v for k, v in m.items() if k.startswith("test_") and k != "test_images"},
             num_params=m.get("num_params"), train_time_s=m.get("train_time_s"),
             inference_ms=m.get("inference_ms_per_image"), run_id=run.info.run_id, error=t.get("error", ""),
+            training=training_cell(m, t), train_fit=train_fit_cell(m),
+            test_images=None if m.get("test_images") is None else int(m["test_images"]),
+            baseline=baseline_text(m, t), notes="≈ baseline" if t.get("baseline_significant") == "false" else "",
         )
         task = t.get("task", "?")
         groups.setdefault((task, t.get("dataset", "?")), []).append(row)
@@ -92,6 +105,45 @@ def collect(uri: str, run_id: str | None = None) -> tuple[Any, list[Table]]:
     return parent, tables
 
 
+def training_cell(metrics: dict[str, float], tags: dict[str, str]) -> str:
+    """``"1.5/30 ep, time limit"`` or ``"30/30 ep"`` from the logged ``epochs_*`` and ``stopped_by``."""
+    done, planned = metrics.get("epochs_done"), metrics.get("epochs_planned")
+    if done is None or planned is None:
+        return "—"
+    text = f"{done:.1f}".rstrip("0").rstrip(".") + f"/{planned:.0f} ep"
+    return text + (", time limit" if tags.get("stopped_by") == "time_limit" else "")
+
+
+def train_fit_cell(metrics: dict[str, float]) -> str:
+    """The final epoch's training accuracy, or ``"loss X"`` where the task logs no accuracy."""
+    if metrics.get("train_acc") is not None:
+        return _fmt(metrics["train_acc"])
+    return "—" if metrics.get("train_loss") is None else f"loss {metrics['train_loss']:.4g}"
+
+
+def baseline_text(metrics: dict[str, float], tags: dict[str, str]) -> str:
+    """``"majority class: top1 = 0.3400 (binomial, one-sided)"``; empty when none was logged."""
+    if not tags.get("baseline"):
+        return ""
+    return (f"{tags['baseline']}: {tags.get('baseline_metric', '?')} = {_fmt(metrics.get('baseline_score'))}"
+            f" ({tags.get('baseline_test', '?')})")
+
+
+def table_notes(table: Table) -> list[str]:
+    """The lines under a table's heading: its baseline(s) and the number of test images scored."""
+    ok = [r for r in table.rows if r.status == "ok"]
+    baselines = list(dict.fromkeys(r.baseline for r in ok if r.baseline))
+    sizes = sorted({r.test_images for r in ok if r.test_images is not None})
+    lines = []
+    if baselines:
+        lines.append(f"Baseline: {'; '.join(baselines)}. \"≈ baseline\": not significantly above it "
+                     f"(one-sided, {ALPHA:.0%} level).")
+    if sizes:
+        lines.append(f"Test images scored: {', '.join(str(n) for n in sizes)}" + (" (differs by row)." if
+                                                                                   len(sizes) > 1 else "."))
+    return lines
+
+
 def _fmt(v: float | None, digits: int = 4) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
 
@@ -99,12 +151,15 @@ def _fmt(v: float | None, digits: int = 4) -> str:
 def _cells(table: Table, row: Row) -> list[str]:
     params = "—" if row.num_params is None else f"{row.num_params / 1e6:.2f}M"
     status = row.status if row.status == "ok" else f"failed: {row.error[:80]}"
+    test_n = "—" if row.test_images is None else str(row.test_images)
     return [row.model, *(_fmt(row.metrics.get(c)) for c in table.columns), params,
-            _fmt(row.train_time_s, 1), _fmt(row.inference_ms, 2), status]
+            _fmt(row.train_time_s, 1), _fmt(row.inference_ms, 2), row.training, row.train_fit, test_n, status,
+            row.notes]
 
 
 def headers(table: Table) -> list[str]:
-    return ["model", *table.columns, "params", "train s", "infer ms/img", "status"]
+    return ["model", *table.columns, "params", "train s", "infer ms/img", "training", "train acc", "test n",
+            "status", "notes"]
 
 
 def to_markdown(parent: Any, tables: list[Table]) -> str:
@@ -115,6 +170,7 @@ def to_markdown(parent: Any, tables: list[Table]) -> str:
     for t in tables:
         primary = TASKS.get(t.task).meta.primary_metric if t.task in TASKS else "?"
         lines += [f"## {t.task} on {t.dataset} (sorted by {primary})", ""]
+        lines += [*(f"{n}  " for n in table_notes(t)), ""] if table_notes(t) else []
         hdr = headers(t)
         lines += ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
         lines += ["| " + " | ".join(_cells(t, r)) + " |" for r in t.rows]
@@ -137,7 +193,8 @@ def to_html(parent: Any, tables: list[Table]) -> str:
              f"<code>{esc(parent.data.tags.get('git_sha', '?'))}</code>.</p>"]
     for t in tables:
         primary = TASKS.get(t.task).meta.primary_metric if t.task in TASKS else "?"
-        parts.append(f"<table><caption>{esc(t.task)} on {esc(t.dataset)} (sorted by {esc(primary)})</caption>")
+        notes = "".join(f"<br><small>{esc(n)}</small>" for n in table_notes(t))
+        parts.append(f"<table><caption>{esc(t.task)} on {esc(t.dataset)} (sorted by {esc(primary)}){notes}</caption>")
         parts.append("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers(t)) + "</tr>")
         for r in t.rows:
             cls = "" if r.status == "ok" else " class='failed'"

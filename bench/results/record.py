@@ -41,13 +41,40 @@ class Provenance(Record):
 
 
 class EpochLog(Record):
-    """One training epoch: mean train loss and the validation metrics."""
+    """One training epoch: mean train loss, training accuracy and the validation metrics."""
 
     epoch: int
     train_loss: float
+    # Fraction of training targets predicted right during the epoch (train mode, running over its
+    # batches, as the weights changed): samples for classification, non-ignored pixels for
+    # segmentation; None where the task has no such count (detection, verification).
+    train_acc: float | None = None
     val: dict[str, float | None] = Field(default_factory=dict)
     lr: float
     seconds: float
+
+
+class TrainingEnd(Record):
+    """How training ended: the full schedule, or cut short by ``train.time_limit_s``."""
+
+    epochs_planned: int  # train.epochs
+    epochs_done: float  # iterations done / iterations per epoch (1.5 = one and a half epochs)
+    stopped_by: Literal["schedule", "time_limit"]
+
+
+class Baseline(Record):
+    """The task's trivial baseline on the same test images, and a one-sided test of the score against it.
+
+    See ``bench.metrics.significance`` for the baselines and tests of each task.
+    """
+
+    name: str  # "majority class", "all background", "untrained model"
+    metric: str  # the metric ``score`` is in (top1, jaccard, mAP)
+    score: float | None  # the baseline's value of ``metric``
+    test: str  # e.g. "binomial, one-sided"
+    p_value: float | None  # of H0 "not better than the baseline"; None: nothing to test
+    significant: bool | None  # p_value < alpha
+    alpha: float
 
 
 class TrialResult(Record):
@@ -66,6 +93,9 @@ class TrialResult(Record):
     per_class: dict[str, Any] = Field(default_factory=dict)
     extras: dict[str, Any] = Field(default_factory=dict)  # non-scalar results (confusion matrix ...)
     history: list[EpochLog] = Field(default_factory=list)
+    training: TrainingEnd | None = None
+    test_images: int | None = None  # test images evaluated, after max_eval_images subsampling
+    baseline: Baseline | None = None
     num_params: int | None = None
     device: str | None = None
     timings: Timings = Timings()

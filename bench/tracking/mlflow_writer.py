@@ -52,6 +52,37 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+def outcome_tags(result: TrialResult) -> dict[str, str]:
+    """Tags saying how training ended and what the test score was compared with.
+
+    ``stopped_by`` (schedule | time_limit), ``baseline`` (its name), ``baseline_metric``,
+    ``baseline_test`` and ``baseline_significant`` ("true" | "false" | "" when untestable).
+    """
+    tags: dict[str, str] = {}
+    if result.training is not None:
+        tags["stopped_by"] = result.training.stopped_by
+    b = result.baseline
+    if b is not None:
+        sig = "" if b.significant is None else str(b.significant).lower()
+        tags.update(baseline=b.name, baseline_metric=b.metric, baseline_test=b.test, baseline_significant=sig)
+    return tags
+
+
+def outcome_metrics(result: TrialResult) -> dict[str, float]:
+    """Final metrics: ``epochs_planned``, ``epochs_done``, ``test_images``, ``baseline_score``,
+    ``baseline_p_value`` (the ones the record has)."""
+    out: dict[str, float] = {}
+    if result.training is not None:
+        out.update(epochs_planned=result.training.epochs_planned, epochs_done=result.training.epochs_done)
+    if result.test_images is not None:
+        out["test_images"] = result.test_images
+    if result.baseline is not None:
+        for key, v in (("baseline_score", result.baseline.score), ("baseline_p_value", result.baseline.p_value)):
+            if v is not None:
+                out[key] = v
+    return out
+
+
 class MlflowWriter:
     """Creates the runs of one ``bench run`` invocation."""
 
@@ -90,8 +121,11 @@ class MlflowWriter:
     def log_trial(self, result: TrialResult, artifacts: list[Path], config_yaml: str | None = None) -> str:
         """A child run for ``result``: params, per-epoch and final metrics, tags, artifacts.
 
-        ``config_yaml``: the effective config annotated with each value's source (``bench config``),
-        logged as ``config.yaml`` next to ``result.json``.
+        Per epoch (step = epoch): ``train_loss``, ``train_acc`` (where the task counts it), ``lr``,
+        ``val_*``.  Final (step 0): ``test_*``, timings, ``num_params`` and :func:`outcome_metrics`;
+        :func:`outcome_tags` says how training ended and what the baseline was.  ``config_yaml``: the
+        effective config annotated with each value's source (``bench config``), logged as
+        ``config.yaml`` next to ``result.json``.
         """
         from mlflow.entities import Metric
 
@@ -114,12 +148,15 @@ class MlflowWriter:
         }
         if result.error:
             tags["error"] = result.error[:5000]
+        tags.update(outcome_tags(result))
         run = self.client.create_run(self.experiment_id, run_name=result.trial_id, tags=tags)
         rid = run.info.run_id
         ts = 0
         metrics: list[Metric] = []
         for log in result.history:
             metrics.append(Metric("train_loss", log.train_loss, ts, log.epoch))
+            if log.train_acc is not None:
+                metrics.append(Metric("train_acc", log.train_acc, ts, log.epoch))
             metrics.append(Metric("lr", log.lr, ts, log.epoch))
             metrics += [Metric(f"val_{k}", v, ts, log.epoch) for k, v in log.val.items() if v is not None]
         finals = {f"test_{k}": v for k, v in result.metrics.items() if v is not None}
@@ -130,6 +167,7 @@ class MlflowWriter:
             finals["inference_ms_per_image"] = t.inference_ms_per_image
         if result.num_params is not None:
             finals["num_params"] = float(result.num_params)
+        finals.update(outcome_metrics(result))
         metrics += [Metric(k, float(v), ts, 0) for k, v in finals.items()]
         self._log_batch(rid, params=flatten(result.config), metrics_list=metrics)
         with tempfile.TemporaryDirectory() as tmp:

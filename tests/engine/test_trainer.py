@@ -67,3 +67,23 @@ def test_checkpoints_share_the_best_epoch_and_keep_it(tmp_path: Path) -> None:
     save_checkpoint({"epoch": 3}, tmp_path, is_best=True)
     assert torch.load(tmp_path / "best.pt")["epoch"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_time_limit_cut_is_recorded_with_the_fraction_of_the_epoch(project: Path, tmp_path: Path) -> None:
+    """A budget spent after the first step stops at 1 of 4 iterations: 0.25 of 2 epochs, by time limit;
+    the epoch still logs its training accuracy (counted in the loss's forward) and the test set size."""
+    from bench.engine.trainer import train_and_test
+
+    cat = Catalog(project / "configs")
+    cfg = effective_trial(cat.model("simple_cnn"), cat.dataset("shapes"), cat.profile("smoke"), seed=0)
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(
+        update={"epochs": 2, "batch_size": 2, "time_limit_s": 1e-9, "checkpoint": False})})
+    events: list[dict] = []
+    out = train_and_test(cfg, project / cfg.dataset.root, tmp_path, events.append, project)
+    assert out.training is not None
+    assert (out.training.epochs_planned, out.training.epochs_done, out.training.stopped_by) == (2, 0.25, "time_limit")
+    acc = out.history[0].train_acc
+    assert len(out.history) == 1 and acc in (0.0, 0.5, 1.0)  # one batch of 2 images
+    assert events[0]["train_acc"] == acc and events[-1]["event"] == "time_limit"
+    assert out.test_images == sum(sum(r) for r in out.metrics["confusion_matrix"]) == 8  # smoke: 8 test images
+    assert out.baseline is not None and out.baseline.metric == "top1"

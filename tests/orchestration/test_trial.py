@@ -38,4 +38,9 @@ def test_ok_trial_record_has_provenance(project: Path, tmp_path: Path) -> None:
     assert {"dice", "jaccard", "dice_fg"} <= set(result.metrics)
     assert result.timings.compute_s > 0 and result.timings.inference_ms_per_image
     assert result.history and result.history[0].epoch == 1
+    assert result.history[0].train_acc is not None and 0 <= result.history[0].train_acc <= 1  # pixel accuracy
+    assert result.training and result.training.stopped_by == "schedule" and result.training.epochs_done == 1.0
+    assert result.test_images == 8  # smoke: max_eval_images
+    assert result.baseline and (result.baseline.name, result.baseline.metric) == ("all background", "jaccard")
+    assert result.baseline.p_value is not None and 0 <= result.baseline.p_value <= 1
     assert Path(result.checkpoint).is_file()
