@@ -46,7 +46,7 @@ def test_wrong_type_names_key_and_value(tmp_path: Path) -> None:
 
 def test_wrong_literal_lists_choices(tmp_path: Path) -> None:
     f = write(tmp_path / "m.yaml", "name: unet\ntrain:\n  optimizer: adam\n")
-    with pytest.raises(ConfigError, match="'sgd' or 'adamw'"):
+    with pytest.raises(ConfigError, match="'sgd', 'adamw' or 'rmsprop'"):
         load(f, ModelConfig)
 
 
