@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,12 @@ class Task(ABC):
         """Called (eval mode, no grad) before ``split`` is evaluated: fit what the evaluator needs."""
 
     @abstractmethod
-    def evaluator(self, split: str) -> Any:
-        """A fresh accumulator from ``bench.evaluators`` for ``split``."""
+    def evaluator(self, split: str, subset: Sequence[int] | None = None) -> Any:
+        """A fresh accumulator from ``bench.evaluators`` for ``split``.
+
+        ``subset``: the dataset indices that will be evaluated (``max_eval_images``), None = all.
+        Evaluators that hold ground truth up front (detection) must score those images only.
+        """
 
     @abstractmethod
     def update(self, evaluator: Any, batch: Any, outputs: Any) -> None:

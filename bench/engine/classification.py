@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -55,7 +56,7 @@ class ClassificationTask(Task):
     def predict(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         return model(batch[0].to(device, non_blocking=True)).float().softmax(dim=1)
 
-    def evaluator(self, split: str) -> ClassificationEvaluator:
+    def evaluator(self, split: str, subset: Sequence[int] | None = None) -> ClassificationEvaluator:
         return ClassificationEvaluator(num_classes=self.num_classes, class_names=self.classes)
 
     def update(self, evaluator: Any, batch: Any, outputs: torch.Tensor) -> None:

@@ -146,6 +146,10 @@ class DetectionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def images_at(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """The COCO image records of dataset positions ``indices`` (a subsample's)."""
+        return [self.images[i] for i in indices]
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         info = self.images[i]
         anns = self.anns[info["id"]]

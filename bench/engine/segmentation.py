@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -41,7 +42,7 @@ class SegmentationTask(Task):
     def predict(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         return model(batch[0].to(device, non_blocking=True)).argmax(dim=1)
 
-    def evaluator(self, split: str) -> SegmentationEvaluator:
+    def evaluator(self, split: str, subset: Sequence[int] | None = None) -> SegmentationEvaluator:
         return SegmentationEvaluator(
             num_classes=self.num_classes, ignore_index=IGNORE_INDEX, class_names=["background", *self.classes]
         )

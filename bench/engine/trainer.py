@@ -177,7 +177,7 @@ def evaluate(
     model.eval()
     with torch.no_grad(), timed(device, acc, "metric_s"), autocast(device, cfg.train.amp):
         task.before_eval(model, split, device)
-    evaluator = task.evaluator(split)
+    evaluator = task.evaluator(split, getattr(ds, "indices", None))
     fwd_s, fwd_n = 0.0, 0
     t_data = time.perf_counter()
     with torch.no_grad():

@@ -9,6 +9,7 @@ accuracy on test uses the threshold chosen on validation pairs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ class VerificationTask(ClassificationTask):
             val.update(emb, labels)
             self.threshold = val.pairs().fit_threshold()
 
-    def evaluator(self, split: str) -> EmbeddingEvaluator:
+    def evaluator(self, split: str, subset: Sequence[int] | None = None) -> EmbeddingEvaluator:
         return EmbeddingEvaluator(self.num_classes, self.classes, class_means=self.means, threshold=self.threshold)
 
     def update(self, evaluator: Any, batch: Any, outputs: torch.Tensor) -> None:
