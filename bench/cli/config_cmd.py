@@ -15,7 +15,7 @@ config that runs and that is logged to MLflow (as params, and as `config.yaml`).
 
 Precedence, lowest first: schema defaults < profile file `train` < the model's `reference`
 (only under a `recipe: reference` profile, lr scaled linearly to the batch) < the model's
-`train` < its `profiles.P` < its `profiles.P.datasets.D` < the suite's `train.MODEL` <
+`train` < its `profiles.P` < its `profiles.P.datasets.D` < the suite's `profiles.P.MODEL` <
 `--set`.  The input size is `image_size` (px) or `image_scale` x the dataset's native size.
 
 \b

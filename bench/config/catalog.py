@@ -130,7 +130,7 @@ RECIPE_SECTIONS = ("params", "reference", "train", "profiles")
 def written_keys(cfg: ModelConfig | ProfileConfig | SuiteConfig) -> set[tuple[str, str]]:
     """``(file, dotted key)`` of every setting the file (and its include) writes."""
     raw = cfg.model_dump(exclude_unset=True, exclude_defaults=False)
-    sections = RECIPE_SECTIONS if isinstance(cfg, ModelConfig) else ("train", "resources")
+    sections = RECIPE_SECTIONS if isinstance(cfg, ModelConfig) else ("train", "resources", "profiles")
     keys = leaves({k: v for k, v in raw.items() if k in sections})
     # A model's profiles.P.datasets/params/resources that are empty mappings state nothing.
     return {(cfg.origin(k), k) for k, v in keys.items() if v != {}}
@@ -159,7 +159,7 @@ def unused_settings(cat: Catalog, names: list[str] | None = None, own_file_only:
             for d in model.datasets:
                 used |= resolve_trial(model, cat.dataset(d), prof, 0).used
             for suite in suites:
-                if name in suite.train and name in suite.models:
+                if name in suite.profiles.get(prof.name, {}):
                     d = suite.dataset or model.datasets[0]
                     used |= resolve_trial(model, cat.dataset(d), prof, 0, suite=suite).used
     if names == list(cat.model_files) and not own_file_only:
@@ -219,8 +219,9 @@ def train_layers(
     if per_data:
         layers.append((model.source, f"profiles.{profile.name}.datasets.{dataset.name}.train",
                        per_data.train.model_dump(exclude_none=True)))
-    if suite and model.name in suite.train:
-        layers.append((suite.source, f"train.{model.name}", suite.train[model.name].model_dump(exclude_none=True)))
+    mine = suite.profiles.get(profile.name, {}).get(model.name) if suite else None
+    if suite and mine:
+        layers.append((suite.source, f"profiles.{profile.name}.{model.name}", mine.model_dump(exclude_none=True)))
     if overrides.get("train"):
         layers.append(("command line", "--set train", dict(overrides["train"])))
     return layers
@@ -292,7 +293,7 @@ def resolve_trial(
     4. the model's ``train`` (every profile);
     5. the model's ``profiles.P`` (its ``include`` file first, then its own);
     6. the model's ``profiles.P.datasets.D``;
-    7. the suite's ``train.MODEL`` (``bench run SUITE``);
+    7. the suite's ``profiles.P.MODEL`` (``bench run SUITE``);
     8. the command line (``--set train.KEY=V`` / ``--set params.KEY=V``).
 
     Under ``recipe: reference`` the learning rate that comes from the reference is scaled by the

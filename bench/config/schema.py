@@ -235,6 +235,7 @@ class SuiteConfig(FileConfig):
     description: str = ""
     models: list[str] = Field(min_length=1)
     dataset: str | None = Field(None, description="overrides each model's dataset")
-    train: dict[str, TrainOverride] = Field(
-        default_factory=dict, description="per-model train settings of this suite (its own budget), by model name"
+    profiles: dict[str, dict[str, TrainOverride]] = Field(
+        default_factory=dict,
+        description="this suite's own train settings (its budget), by profile, then model: {cpu: {resnet18: {...}}}",
     )
