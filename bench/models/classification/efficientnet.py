@@ -43,11 +43,22 @@ def _register(b: int) -> Builder:
         published_ref=f"Tan & Le 2019 (arXiv:1905.11946) Table 2: EfficientNet-B{b} {params / 1e6:g}M parameters",
         ref_image_size=resolution,
     )
-    def build(num_classes: int, image_size: int) -> nn.Module:
-        """torchvision's EfficientNet-BN (its stochastic depth 0.2 and per-variant dropout); any image_size."""
+    def build(
+        num_classes: int, image_size: int, stochastic_depth: float = 0.2, dropout: float | None = None
+    ) -> nn.Module:
+        """torchvision's EfficientNet-BN; any image_size.
+
+        ``stochastic_depth``: the largest drop probability (the last block's; the paper's 0.2, i.e.
+        survival 0.8, linear in depth); ``dropout`` before the classifier (None: the variant's, 0.2 for
+        B0 to 0.5 for B7).  Both are training regularisers of the paper's ImageNet recipe, exposed so a
+        profile can state them.
+        """
         import torchvision.models as tvm
 
-        model = getattr(tvm, name)(weights=None, num_classes=num_classes)
+        if not 0 <= stochastic_depth < 1 or (dropout is not None and not 0 <= dropout < 1):
+            raise ValueError(f"{name}: params.stochastic_depth and params.dropout are probabilities in [0, 1)")
+        extra = {"stochastic_depth_prob": stochastic_depth, **({} if dropout is None else {"dropout": dropout})}
+        model = getattr(tvm, name)(weights=None, num_classes=num_classes, **extra)
         # The reference head init (uniform +-1/sqrt(num_classes)) is scaled for 1000 classes; with 3 or
         # 10 it starts at logits of +-40 on 1280 features and AdamW diverges (measured: loss 5-13 on 3
         # classes after 25 steps).

@@ -51,8 +51,13 @@ def build_inception_v1(num_classes: int, image_size: int, aux_logits: bool = Tru
     ref_image_size=299,
     train_only_modules=("AuxLogits",),
 )
-def build_inception_v3(num_classes: int, image_size: int, aux_logits: bool = True) -> nn.Module:
-    """Inception v3; needs ``image_size >= 75``, and ``>= 299`` with the auxiliary classifier."""
+def build_inception_v3(num_classes: int, image_size: int, aux_logits: bool = True, dropout: float = 0.5) -> nn.Module:
+    """Inception v3; needs ``image_size >= 75``, and ``>= 299`` with the auxiliary classifier.
+
+    ``dropout``: before the classifier (the reference 0.5, a regulariser of the ImageNet recipe).
+    """
     from bench.models.classification._inception import inception_v3
 
-    return inception_v3(num_classes, image_size, aux_logits)
+    if not 0 <= dropout < 1:
+        raise ValueError(f"inception_v3: params.dropout is a probability in [0, 1), got {dropout}")
+    return inception_v3(num_classes, image_size, aux_logits, dropout)
