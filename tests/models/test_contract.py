@@ -41,13 +41,13 @@ Inception v3; 64 px for U-Net and Faster R-CNN).
   ln(K+1) = ln 4.  Both within ``INIT_TOL`` relative; the two box-regression losses (smooth L1 on
   anchor/proposal offsets) have no model-independent expectation: finite and >= 0.
 
-**Overfitting the fixed batch**: Adam, lr 1e-3 (``LR``), no weight decay, the batch repeated, dropout
-and stochastic depth as the smoke profile sets them (EfficientNet's are off there, as on cpu); at most
-``MAX_STEPS`` steps (50 for classification: VGG-19 at its lr 1e-4 was at loss 0.68 after 30; 30 for
-verification, 100 for segmentation and detection), stopping as soon as the target is reached.  The lr is lowered
-(never raised) to the model's own ``cpu``-profile lr where that is smaller: only VGG (no BatchNorm),
-whose cpu recipe is AdamW at 1e-4 because at higher lr it does not leave chance (vgg*.yaml; measured here:
-VGG-16 stays at 1.10 for 30 steps at 1e-3 and fits the batch in 16 steps at 1e-4).
+**Overfitting the fixed batch**: Adam, lr 1e-3 (``LR``), no weight decay, the batch repeated, dropout and
+stochastic depth as the smoke profile sets them (EfficientNet's are off there, as on cpu); at most
+``MAX_STEPS`` steps (80 for classification: VGG-19 at its lr 1e-4 was at loss 0.37, not yet fitting the batch,
+after 50; 30 for verification, 100 for segmentation and detection), stopping as soon as the target is reached.
+The lr is lowered (never raised) to the model's own ``cpu``-profile lr where that is smaller: only VGG (no
+BatchNorm), whose cpu recipe is AdamW at 1e-4 because at higher lr it does not leave chance (vgg*.yaml;
+measured here: VGG-16 stays at 1.10 for 30 steps at 1e-3 and fits the batch in 16 steps at 1e-4).
 
 Targets:
 
@@ -55,13 +55,16 @@ Targets:
   the batch's own embeddings: the classifier the verification task puts on the classification
   leaderboard); segmentation: pixel accuracy >= 0.95; detection: total loss down >= 60% from the
   first step *and* the batch's own mAP_50 >= 0.5 (``DetectionEvaluator`` on the batch's GT).
-* The target is checked in eval mode (no grad, dropout off, the task's eval path: no auxiliary
-  heads, detector post-processing) once the train-mode forward of the step meets it.  Before the
-  eval check BatchNorm statistics are re-estimated on the batch with the current weights
-  (``precise_bn``, which the trainer does before each validation): the running averages (momentum
-  0.1) trail weights that change fast on 12 images (measured: ResNet-34 needs 35 steps for its
-  running statistics to catch up, MobileNet v1, whose 32 px input leaves a 1x1 map in its last
-  layers, none in 100), so without it the check would measure BN lag, not the model.
+* Classification, verification and segmentation are judged by the *training* accuracy on the batch:
+  the train-mode forward of a step (the fit the issue asks for).  An eval-mode check was tried and
+  measures BatchNorm at this size rather than the model: EfficientNet-B1/B4/B5/B7 fit the batch in
+  train mode but stayed at 75-92% in eval mode even with BN statistics re-estimated on the batch
+  itself, since running variances are unbiased (x n/(n-1), n = 12 values per channel on the 1x1
+  maps of a 32 px input) while training normalises with the biased ones, and ~50 BN layers
+  compound the difference.  Detection is judged in eval mode (its post-processing makes the boxes),
+  after BatchNorm statistics are re-estimated on the batch with the current weights (``precise_bn``,
+  as the trainer does before each validation), checked every ``DETECTION_EVAL_EVERY`` steps once the
+  loss has dropped enough.
 
 Every loss on the way and every output checked (logits, embeddings, boxes, scores) must be finite.
 """
@@ -106,7 +109,7 @@ CPU = torch.device("cpu")
 BATCH_ITEMS = {"classification": 12, "verification": 12, "semantic_segmentation": 8, "detection": 8}
 INIT_TOL = 0.5
 LR = 1e-3
-MAX_STEPS = {"classification": 50, "verification": 30, "semantic_segmentation": 100, "detection": 100}
+MAX_STEPS = {"classification": 80, "verification": 30, "semantic_segmentation": 100, "detection": 100}
 DETECTION_LOSS_DROP, DETECTION_MAP50, DETECTION_EVAL_EVERY = 0.6, 0.5, 5
 SEGMENTATION_PIXEL_ACC = 0.95
 
@@ -332,7 +335,12 @@ def test_overfits_fixed_batch(subject: Subject) -> None:
         opt.zero_grad()
         loss.backward()  # before the eval check: precise BN rewrites buffers the backward pass reads
         if train_target_met(task, model, batch, outputs, losses):
-            scores.append((step, eval_score(task, model, batch)))
+            # Detection is judged in eval mode (its post-processing makes the boxes); the others by
+            # the training accuracy of this step's forward, as a training-set fit is defined.
+            score = eval_score(task, model, batch) if kind == "detection" else target
+            if kind != "detection":
+                assert finite(split_heads(outputs)[0] if kind == "classification" else outputs), "non-finite outputs"
+            scores.append((step, score))
             if scores[-1][1] >= target:
                 break
         if step == MAX_STEPS[kind]:
