@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin
 
@@ -22,7 +23,7 @@ def read_yaml(path: Path, *, allow_include: bool = True) -> dict[str, Any]:
     return read_yaml_origins(path, allow_include=allow_include)[0]
 
 
-def leaves(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def leaves(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Every non-mapping value of ``data`` by dotted key: ``{"profiles.cpu.train.lr": 0.001}``.
 
     An empty mapping counts as a leaf (it states something: "no params").
@@ -30,7 +31,7 @@ def leaves(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, val in data.items():
         name = f"{prefix}{key}"
-        if isinstance(val, dict) and val:
+        if isinstance(val, Mapping) and val:
             out.update(leaves(val, name + "."))
         else:
             out[name] = val

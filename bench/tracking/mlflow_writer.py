@@ -42,14 +42,9 @@ def job_tracking_warning() -> str | None:
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested mapping -> ``{"train.lr": "0.001", ...}`` (MLflow params are flat strings)."""
-    out: dict[str, str] = {}
-    for key, val in d.items():
-        name = f"{prefix}{key}"
-        if isinstance(val, Mapping) and val:
-            out.update(flatten(val, name + "."))
-        else:
-            out[name] = str(val)[:6000]
-    return out
+    from bench.config.loader import leaves
+
+    return {key: str(val)[:6000] for key, val in leaves(d, prefix).items()}
 
 
 def outcome_tags(result: TrialResult) -> dict[str, str]:
