@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from bench.config.loader import ConfigError, leaves, load
+from bench.config.loader import SIZE_KEYS, ConfigError, leaves, load
 from bench.config.schema import (
     DatasetConfig,
     ModelConfig,
@@ -165,8 +165,6 @@ def unused_settings(cat: Catalog, names: list[str] | None = None, own_file_only:
     if names == list(cat.model_files) and not own_file_only:
         for cfg in (*profiles, *suites):
             written |= written_keys(cfg)
-        used |= {(p.source, f"train.{k}") for p in profiles for k in leaves(p.train.model_dump(exclude_none=True))}
-        used |= {(p.source, f"resources.{k}") for p in profiles for k in p.resources.model_dump(exclude_unset=True)}
     return [f"{f}: {k} is overridden or unused under every profile and dataset; delete it or move it to the "
             "section that takes effect (see `bench config MODEL --profile P`)"
             for f, k in sorted(written - used)]
@@ -186,7 +184,6 @@ def model_tasks(cfg: ModelConfig) -> tuple[str, ...]:
 
 
 Layer = tuple[str, str, dict[str, Any]]  # (file, dotted prefix of the section in it, its keys)
-SIZE_KEYS = ("image_size", "image_scale")  # one "input size" setting: the higher layer's form wins
 
 
 @dataclass(frozen=True)
@@ -334,11 +331,13 @@ def resolve_trial(
     used |= set(pwon.values())
     resources = profile.resources
     sources["resources"] = f"{profile.source}: resources"
+    used_resources = {(profile.origin(f"resources.{k}"), f"resources.{k}") for k in resources.model_fields_set}
     if per and per.resources:
         resources = per.resources
         key = f"profiles.{profile.name}.resources"
         sources["resources"] = f"{model.origin(key)}: {key}"
-        used |= {(model.origin(f"{key}.{k}"), f"{key}.{k}") for k in per.resources.model_dump(exclude_unset=True)}
+        used_resources = {(model.origin(f"{key}.{k}"), f"{key}.{k}") for k in per.resources.model_fields_set}
+    used |= used_resources
     try:
         train_cfg = TrainConfig(**train)
     except ValidationError as err:
@@ -462,7 +461,7 @@ def _source_of(resolved: ResolvedTrial, dotted: str) -> str | None:
     head = dotted.split(".")[0]
     if head == "dataset":
         return None
-    if head in ("train",) and dotted.count(".") == 1:
+    if head == "train" and dotted.count(".") == 1:
         return "default (bench/config/schema.py: TrainConfig)"
     parent = dotted.rsplit(".", 1)[0]
     return resolved.sources.get(parent)
