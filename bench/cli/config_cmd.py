@@ -45,4 +45,3 @@ def config_command(
         resolved = resolve_trial(cfg, data, cat.profile(profile), seed, suite_cfg, parse_overrides(set_ or []))
         text = config_yaml(resolved, with_sources=sources)
     console.print(text, highlight=False, markup=False, soft_wrap=True)
-

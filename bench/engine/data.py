@@ -135,7 +135,7 @@ class DetectionDataset(Dataset):
     """
 
     def __init__(self, gt: dict[str, Any], image_root: Path) -> None:
-        self.images = sorted(gt["images"], key=lambda im: im["id"])
+        self.images = self.image_order(gt)
         self.root = image_root
         self.cat_to_label = {c["id"]: k + 1 for k, c in enumerate(sorted(gt["categories"], key=lambda c: c["id"]))}
         self.anns: dict[int, list[dict[str, Any]]] = {im["id"]: [] for im in self.images}
@@ -146,9 +146,10 @@ class DetectionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def images_at(self, indices: Sequence[int]) -> list[dict[str, Any]]:
-        """The COCO image records of dataset positions ``indices`` (a subsample's)."""
-        return [self.images[i] for i in indices]
+    @staticmethod
+    def image_order(gt: dict[str, Any]) -> list[dict[str, Any]]:
+        """The COCO image records in dataset order (by id): position ``i`` is item ``i``."""
+        return sorted(gt["images"], key=lambda im: im["id"])
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         info = self.images[i]

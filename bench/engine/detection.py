@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -39,7 +38,8 @@ class DetectionTask(Task):
         the images never run would otherwise count as missed objects and lower the mAP."""
         gt = self.records(split).gt
         if subset is not None:
-            ids = {im["id"] for im in DetectionDataset(gt, Path(".")).images_at(subset)}
+            order = DetectionDataset.image_order(gt)
+            ids = {order[i]["id"] for i in subset}
             gt = {**gt, "images": [im for im in gt["images"] if im["id"] in ids],
                   "annotations": [a for a in gt["annotations"] if a["image_id"] in ids]}
         return DetectionEvaluator(gt=gt, iou_type="bbox")
