@@ -94,6 +94,10 @@ class TrainConfig(Strict):
     precise_bn_batches: int = Field(0, ge=0, description="re-estimate BN statistics on N train batches before val")
     augment: tuple[Augment, ...] = Field(("hflip",), description="train-time transforms, applied in order")
     transfer: TransferConfig = TransferConfig()
+    bootstrap_samples: int = Field(1000, ge=0, description="B of the 95% bootstrap CI of each test metric; 0 = none")
+    shuffle_train_labels: bool = Field(
+        False, description="permute the training labels (seeded; classification only): a planted break that "
+                           "`bench compare` must flag, and a memorisation check")
 
 
 class TrainOverride(Strict):
@@ -122,6 +126,8 @@ class TrainOverride(Strict):
     precise_bn_batches: int | None = Field(None, ge=0)
     augment: tuple[Augment, ...] | None = None
     transfer: TransferConfig | None = None
+    bootstrap_samples: int | None = Field(None, ge=0)
+    shuffle_train_labels: bool | None = None
 
 
 class ReferenceRecipe(Strict):

@@ -38,6 +38,9 @@ class Provenance(Record):
     packages: dict[str, str] = Field(default_factory=dict)
     hardware: dict[str, Any] = Field(default_factory=dict)
     metric_spec: str | None = None
+    # Hash of the ``bench/`` sources as they are (``bench.results.keys.code_version``): part of the
+    # trial key, unlike ``git_sha``, which a README-only commit changes and a Ray job's copy lacks.
+    code_version: str | None = None
 
 
 class EpochLog(Record):
@@ -77,6 +80,35 @@ class Baseline(Record):
     alpha: float
 
 
+class Interval(Record):
+    """A confidence interval ``[low, high]``."""
+
+    low: float
+    high: float
+
+
+class ConfidenceSpec(Record):
+    """How :attr:`TrialResult.ci` was computed (``bench.metrics.bootstrap``)."""
+
+    method: str = "percentile bootstrap over test images"
+    samples: int  # B, the number of resamples
+    level: float = 0.95
+    seed: int = 0
+
+
+class Efficiency(Record):
+    """Cost of the trained model at test time, after timm's benchmark protocol (``bench.engine.efficiency``)."""
+
+    params: int | None = None
+    flops: float | None = None  # forward FLOPs per image at batch 1 (torch.utils.flop_counter; a multiply-add is 2)
+    latency_ms: float | None = None  # per image at batch 1, warm-up excluded, device synchronised
+    throughput_ips: float | None = None  # images per second at the evaluation batch size
+    eval_batch: int | None = None
+    peak_memory_mb: float | None = None  # CUDA max allocated, or peak RSS on CPU
+    memory_kind: Literal["cuda_max_allocated", "rss"] | None = None
+    device: str | None = None
+
+
 class TrialResult(Record):
     """The outcome of one trial, written to ``--output`` and logged to MLflow by the driver."""
 
@@ -102,6 +134,17 @@ class TrialResult(Record):
     provenance: Provenance
     config: dict[str, Any] = Field(default_factory=dict)
     checkpoint: str | None = None
+    # Content address: hash of effective config, dataset md5, metric spec, code version, seed and
+    # profile (``bench.results.keys.trial_key``); equal keys = the same experiment.
+    key: str | None = None
+    # 95% bootstrap CI of each scalar test metric over test images (``bench.metrics.bootstrap``).
+    ci: dict[str, Interval] = Field(default_factory=dict)
+    ci_spec: ConfidenceSpec | None = None
+    # Per-image statistics kept by the test evaluator, from which any test metric can be recomputed on
+    # a resample of the test images (arrays as lists, leading dimension = images; see
+    # ``bench.metrics.bootstrap``).  Stored apart from the record in the results store.
+    samples: dict[str, Any] | None = None
+    efficiency: Efficiency | None = None
     mlflow_run_id: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
