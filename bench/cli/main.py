@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from bench.cli import config_cmd, data_cmd, eval, list_cmd, report_cmd, run_cmd
+from bench.cli import compare_cmd, config_cmd, data_cmd, eval, list_cmd, report_cmd, run_cmd, sync_cmd
 
 HELP = """\
 Benchmark computer-vision architectures on versioned data, on Ray, tracked in MLflow.
@@ -21,7 +21,10 @@ Typical session:
   bench run all                       train + evaluate every model (profile: cpu, or gpu with CUDA)
   bench run unet --profile smoke      one model, plumbing-only schedule
   bench run detection --output r.json every detection model, records to a JSON file
-  bench report                        leaderboards from the latest run -> reports/
+  bench run all --seeds 3             three seeds each; finished trials are reused (cached)
+  bench report                        leaderboard of the latest results -> reports/
+  bench compare base.json HEAD        regressions between two runs (exit 1 when any)
+  bench sync                          push records MLflow missed
   bench eval detection --gt gt.json --pred dets.json --out m.json
                                       score saved predictions, no model needed
 \b
@@ -34,6 +37,8 @@ app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, rich_ma
 app.command("list", help=list_cmd.HELP)(list_cmd.list_command)
 app.command("run", help=run_cmd.HELP)(run_cmd.run_command)
 app.command("report", help=report_cmd.HELP)(report_cmd.report_command)
+app.command("compare", help=compare_cmd.HELP)(compare_cmd.compare_command)
+app.command("sync", help=sync_cmd.HELP)(sync_cmd.sync_command)
 app.command("config", help=config_cmd.HELP)(config_cmd.config_command)
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(eval.app, name="eval")

@@ -11,23 +11,29 @@ from typing import Annotated, Any
 import typer
 
 from bench.cli.common import catalog, console, err_console, user_errors
-from bench.config.loader import ConfigError
 
 HELP = """\
 Train and evaluate TARGET: a model name, a task name (classification, detection,
 semantic_segmentation), a suite name (configs/suites/) or `all`.
 
 Each (model, dataset, seed) is one trial and one Ray task. With RAY_ADDRESS set (as under
-`ray job submit`) the trials go to that cluster, else to a local Ray using every core. Every
-trial becomes a child run of one MLflow parent run ($MLFLOW_TRACKING_URI, else ./mlflow.db), and
-the leaderboard is rewritten at the end. A failed trial is recorded with its reason; the others
-go on. Exit code: 0 all ok, 1 some trial failed, 2 bad input.
+`ray job submit`) the trials go to that cluster, else to a local Ray using every core.
+
+Every record goes first to the results store ($BENCH_RESULTS, else results/results.db), then to
+MLflow as a child of one parent run ($MLFLOW_TRACKING_URI, else ./mlflow.db); `bench sync` pushes
+what MLflow missed. A trial is keyed by the hash of its effective config, dataset md5, metric spec,
+code (the bench/ sources) and seed: a key that already has an ok record is reused and shown as
+`cached` (--force reruns it), so a killed `bench run` started again trains only what is missing.
+The leaderboard (latest result of each model) is rewritten at the end. A failed trial is recorded
+with its reason; the others go on. Exit code: 0 all ok, 1 some trial failed, 2 bad input.
 
 \b
 Examples:
   bench run all                              the embedded defaults
   bench run resnet18 --profile smoke         seconds: checks the plumbing
   bench run detection --seed 1 --output out/detection.json
+  bench run all --seeds 3                    seeds 0, 1, 2: the leaderboard shows mean ± 95% CI
+  bench run all --force                      retrain even what the results store already has
   bench run unet --dataset my_data.yaml      your own data (see configs/datasets/shapes.yaml)
   bench run mobilenet_v2 --profile cpu --set train.time_limit_s=600
                                              override any train/params key (highest precedence)
@@ -42,66 +48,88 @@ def run_command(
     dataset: Annotated[str | None, typer.Option(help="dataset config name or path to a dataset YAML")] = None,
     profile: Annotated[str | None, typer.Option(help="smoke | cpu | gpu [default: gpu if the cluster has "
                                                      "GPUs, else cpu]")] = None,
-    seed: Annotated[int, typer.Option(help="random seed of every trial")] = 0,
-    output: Annotated[Path | None, typer.Option(help="write the trial records to this JSON file")] = None,
+    seed: Annotated[int, typer.Option(help="first random seed")] = 0,
+    seeds: Annotated[int | None, typer.Option(help="seeds per (model, dataset): --seed .. --seed+N-1 "
+                                                   "[default: the suite's `seeds:`, else 1]", min=1)] = None,
+    force: Annotated[bool, typer.Option(help="rerun trials whose key already has an ok record in the results "
+                                             "store (default: reuse them, shown as cached)")] = False,
+    output: Annotated[Path | None, typer.Option(help="write the trial records (with per-image statistics) to "
+                                                     "this JSON file, rewritten as each trial lands")] = None,
     report: Annotated[bool, typer.Option(help="rewrite reports/leaderboard.{md,html} at the end")] = True,
     verbose: Annotated[bool, typer.Option(help="forward Ray worker logs to this console")] = False,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="SECTION.KEY=VALUE (SECTION: train or params; VALUE is YAML), repeatable; overrides every "
                       "config file, e.g. --set train.time_limit_s=600 --set train.epochs=12")] = None,
 ) -> None:
+    from bench.orchestration.driver import Driver, default_profile, plan_run
+
     with user_errors():
         root, cat = catalog()
-        from bench.config.catalog import parse_overrides, unused_settings
+        from bench.config.catalog import parse_overrides
 
         overrides = parse_overrides(set_ or [])
-        models, suite_dataset = cat.resolve_target(target)
-        suite = cat.suite(target) if target in cat.suite_files else None
-        problems = unused_settings(cat, [m.name for m in models], own_file_only=True)
-        if problems:
-            raise ConfigError("\n".join(problems))
-        dataset_name = dataset or suite_dataset
-        # One trial per (model, dataset): --dataset or the suite's dataset replaces a model's list.
-        datasets = {m.name: [cat.dataset(d) for d in ([dataset_name] if dataset_name else m.datasets)]
-                    for m in models}
-        from bench.models import check_params
-
-        for m in models:  # fail on a bad param before any worker starts
-            check_params(m.builder, m.params, str(cat.model_files.get(m.name, m.name)))
-        if profile is not None:
-            cat.profile(profile)  # validate the name before starting Ray
+        cluster = None
+        if profile is None and os.environ.get("RAY_ADDRESS"):
+            cluster = start_ray(verbose)  # a remote cluster must be joined to know whether it has GPUs
+        name = profile or default_profile(lambda: cluster.gpus if cluster else 0.0)
+        plan = plan_run(root, cat, target, dataset, name, seed, seeds, overrides)
+    store = open_store(root)
     from bench.tracking.mlflow_writer import job_tracking_warning
 
     warning = job_tracking_warning()
     if warning:
         err_console.print(f"[bold yellow]{warning}[/]", highlight=False)
     writer = open_tracking(root)  # before Ray: an unreachable server is a bad-input error, not a crash
+    console.print(f"bench run {target}: {len(plan.trials)} trial(s) ({len(plan.seeds)} seed(s)), profile "
+                  f"{plan.profile}, results store {store.path}")
+
+    def join_cluster() -> Any:
+        """Ray, started only when some trial is not cached."""
+        info = cluster or start_ray(verbose)
+        console.print(f"Ray {info.address} ({info.cpus:g} CPU, {info.gpus:g} GPU)")
+        return info
+
+    display = ProgressDisplay([p.config for p in plan.trials])
+    driver = Driver(root, store, writer, display.finish, warn)
+    with display:
+        outcome = driver.run(plan, join_cluster, display.event, force=force, output=output)
+    if writer is not None:
+        console.print(f"MLflow: {writer.uri} (parent run {writer.parent_id})")
+    if outcome.unsynced:
+        warn(f"{outcome.unsynced} record(s) did not reach MLflow; `bench sync` pushes them")
+    if output:
+        console.print(f"wrote {output}")
+    if report:
+        from bench.cli.report_cmd import write_latest
+
+        for p in write_latest(store, root / "reports"):
+            console.print(f"wrote {p}")
+    summary(outcome.results, outcome.cached)
+    if any(r.status != "ok" for r in outcome.results):
+        raise typer.Exit(1)
+
+
+def warn(message: str) -> None:
+    err_console.print(f"[yellow]warning: {message}[/]", highlight=False)
+
+
+def start_ray(verbose: bool) -> Any:
     from bench.orchestration.ray_runner import init_ray
 
-    cluster = init_ray(verbose=verbose)
-    with user_errors():
-        prof = cat.profile(profile or ("gpu" if cluster.gpus > 0 else "cpu"))
-        from bench.config.catalog import config_yaml, resolve_trial
+    return init_ray(verbose=verbose)
 
-        resolved = [resolve_trial(m, d, prof, seed, suite, overrides) for m in models for d in datasets[m.name]]
-        trials = [r.config for r in resolved]
-        # What MLflow gets as `config.yaml`: the effective config annotated with each value's source.
-        annotated = {r.config.trial_id: config_yaml(r) for r in resolved}
-        for t in trials:
-            check_params(t.builder, t.params, f"{cat.model_files.get(t.model, t.model)} (profile {prof.name})")
-    console.print(
-        f"bench run {target}: {len(trials)} trial(s), profile {prof.name}, Ray {cluster.address} "
-        f"({cluster.cpus:g} CPU, {cluster.gpus:g} GPU)"
-    )
-    results = execute(root, writer, target, prof.name, trials, cluster, output, annotated)
-    if report:
-        from bench.reports.leaderboard import write_report
 
-        for p in write_report(writer.uri, root / "reports"):
-            console.print(f"wrote {p}")
-    summary(results)
-    if any(r.status != "ok" for r in results):
-        raise typer.Exit(1)
+def open_store(root: Path) -> Any:
+    """The results store (``$BENCH_RESULTS`` or ``<project>/results/results.db``), or exit 2 naming the path."""
+    from bench.results.store import ResultsStore, default_path
+
+    path = default_path(root)
+    try:
+        return ResultsStore(path)
+    except Exception as exc:  # noqa: BLE001 - sqlite3 and OS errors alike: name the file and stop
+        err_console.print(f"[bold red]error:[/] cannot open the results store {path}: {type(exc).__name__}: {exc}. "
+                          "Set BENCH_RESULTS to a writable file.", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def open_tracking(root: Path) -> Any:
@@ -114,78 +142,6 @@ def open_tracking(root: Path) -> Any:
         err_console.print(f"[bold red]error:[/] cannot use MLflow at {tracking_uri(root)}: "
                           f"{type(exc).__name__}: {str(exc)[:300]}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-
-
-def execute(
-    root: Path, writer: Any, target: str, profile: str, trials: list[Any], cluster: Any, output: Path | None,
-    annotated: dict[str, str] | None = None,
-) -> list[Any]:
-    """Run ``trials`` on Ray under one MLflow parent run, logging each trial as it finishes.
-
-    ``output`` is rewritten after every trial, so a crash or Ctrl-C of the driver loses nothing
-    that had finished; a trial MLflow refuses to log is kept (with a warning), not dropped.
-    """
-    from bench.orchestration.ray_runner import run_trials
-    from bench.orchestration.trial import RunContext
-    from bench.results.provenance import git_sha
-    from bench.results.record import write_results
-
-    sha = git_sha(root)
-    run_name = f"{target}-{time.strftime('%Y%m%d-%H%M%S')}"
-    writer.start_parent(
-        run_name,
-        tags={"target": target, "profile": profile, "git_sha": sha, "ray_address": cluster.address},
-        params={"target": target, "profile": profile, "trials": ",".join(t.trial_id for t in trials)},
-    )
-    ctx = RunContext(project=str(root), run_name=run_name, git_sha=sha)
-    display = ProgressDisplay(trials)
-
-    def on_result(result: Any) -> None:
-        try:
-            rid = writer.log_trial(result, trial_plots(result), (annotated or {}).get(result.trial_id))
-            result = result.model_copy(update={"mlflow_run_id": rid})
-        except Exception as exc:  # noqa: BLE001 - keep the record whatever the tracking store says
-            err_console.print(f"[yellow]warning: MLflow did not take {result.trial_id}: {exc}[/]", highlight=False)
-        display.finish(result)
-        if output:
-            write_results(output, display.results)
-
-    try:
-        with display:
-            run_trials(trials, ctx, display.event, on_result)
-    except KeyboardInterrupt:
-        writer.end_parent(len(trials) - sum(r.status == "ok" for r in display.results), len(trials), killed=True)
-        err_console.print(f"interrupted; {len(display.results)} finished trial(s) kept"
-                          + (f" in {output}" if output else ""))
-        raise
-    results = display.results
-    writer.end_parent(sum(r.status != "ok" for r in results), len(results))
-    console.print(f"MLflow: {writer.uri} (parent run {writer.parent_id})")
-    if output:
-        console.print(f"wrote {output}")
-    return results
-
-
-def trial_plots(result: Any) -> list[Path]:
-    """Plots attached to a trial's MLflow run: the training curve, plus PR curves (detection) or a
-    confusion matrix (classification, segmentation), drawn from the record in a temp folder."""
-    import tempfile
-
-    from bench.reports import plots
-    from bench.tasks import TASKS
-
-    if result.status != "ok":
-        return []
-    folder = Path(tempfile.mkdtemp(prefix="bench-plots-"))
-    out = [plots.training_curve(result.history, TASKS.get(result.task).meta.primary_metric,
-                                folder / "training_curve.png")]
-    if result.task == "detection" and result.per_class:
-        out.append(plots.pr_curves(result.per_class, folder / "pr_curves.png"))
-    cm = result.extras.get("confusion_matrix")
-    if cm is not None:
-        names = list(result.per_class) if len(result.per_class) == len(cm) else None
-        out.append(plots.confusion_matrix_plot(cm, names, folder / "confusion_matrix.png"))
-    return out
 
 
 class ProgressDisplay:
@@ -227,13 +183,14 @@ class ProgressDisplay:
         if not self.live:
             print(f"[{time.strftime('%H:%M:%S')}] {tid}: {status}", file=sys.stderr, flush=True)
 
-    def finish(self, result: Any) -> None:
-        """A record came back."""
+    def finish(self, result: Any, cached: bool = False) -> None:
+        """A record came back (``cached``: reused from the results store, not trained)."""
         self.results.append(result)
         key = result.task and _primary(result.task)
         value = result.metrics.get(key)
-        status = ("ok " + (f"{key}={value:.4f}" if value is not None else "")) if result.status == "ok" \
-            else f"FAILED: {(result.error or '')[:60]}"
+        status = ("cached " if cached else "ok ") + (f"{key}={value:.4f}" if value is not None else "")
+        if result.status != "ok":
+            status = f"FAILED: {(result.error or '')[:60]}"
         self.progress.update(self.ids[result.trial_id], status=status)
         if not self.live:
             print(f"[{time.strftime('%H:%M:%S')}] {result.trial_id}: {status}", file=sys.stderr, flush=True)
@@ -245,8 +202,8 @@ def _primary(task: str) -> str:
     return TASKS.get(task).meta.primary_metric
 
 
-def summary(results: list[Any]) -> None:
-    """A final table of every trial: status, primary metric, time, error."""
+def summary(results: list[Any], cached: set[str]) -> None:
+    """A final table of every trial: status (``cached`` when reused), primary metric, time, error."""
     from rich.table import Table
 
     table = Table(title="trials")
@@ -255,6 +212,7 @@ def summary(results: list[Any]) -> None:
     for r in results:
         key = _primary(r.task)
         val = r.metrics.get(key)
-        table.add_row(r.trial_id, r.status, f"{key}={val:.4f}" if val is not None else "—",
+        status = "cached" if r.trial_id in cached else r.status
+        table.add_row(r.trial_id, status, f"{key}={val:.4f}" if val is not None else "—",
                       f"{r.timings.train_s:.1f}", r.mlflow_run_id or "—", (r.error or "")[:100])
     console.print(table)

@@ -16,6 +16,7 @@ from bench.config.schema import (
     DatasetConfig,
     ModelConfig,
     ProfileConfig,
+    RegressionConfig,
     Resources,
     Strict,
     SuiteConfig,
@@ -95,6 +96,22 @@ class Catalog:
     def suite(self, name: str) -> SuiteConfig:
         return load(self._pick("suite", self.suite_files, name), SuiteConfig, name=name)
 
+    def target_suite(self, target: str) -> SuiteConfig | None:
+        """The suite a ``bench run`` target names: a suite of ``configs/suites`` or a suite YAML path."""
+        if target in self.suite_files:
+            return self.suite(target)
+        if target.endswith((".yaml", ".yml")):
+            path = Path(target)
+            if not path.is_file():
+                raise ConfigError(f"suite file {target} does not exist")
+            return load(path, SuiteConfig, name=path.stem)
+        return None
+
+    def regression(self) -> RegressionConfig:
+        """``regression.yaml`` (tolerances of ``bench compare``); the schema defaults when absent."""
+        path = self.root / "regression.yaml"
+        return load(path, RegressionConfig) if path.is_file() else RegressionConfig()
+
     def dataset(self, name_or_yaml: str) -> DatasetConfig:
         """A dataset by config name, or by the path of a dataset YAML."""
         if name_or_yaml.endswith((".yaml", ".yml")):
@@ -109,8 +126,8 @@ class Catalog:
         """
         if target in self.model_files:
             return [self.model(target)], None
-        if target in self.suite_files:
-            suite = self.suite(target)
+        suite = self.target_suite(target)
+        if suite is not None:
             return [self.model(m) for m in suite.models], suite.dataset
         if target == "all":
             return [self.model(m) for m in self.model_files], None

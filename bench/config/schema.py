@@ -6,13 +6,23 @@ keys, never a silently ignored setting.  Loading and error formatting live in ``
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 # Train-time transforms (bench.engine.data.augment documents each one's range).
 Augment = Literal["hflip", "vflip", "rot90", "channel_shuffle", "crop", "rotate", "shear", "color_shift"]
-TaskName = Literal["classification", "detection", "semantic_segmentation", "verification"]
+def _known_task(name: str) -> str:
+    """A task name registered in ``bench.tasks`` (the one place task names are listed)."""
+    from bench.registry import unknown_name_message
+    from bench.tasks import TASKS
+
+    if name not in TASKS:
+        raise ValueError(unknown_name_message("task", name, TASKS.names()))
+    return name
+
+
+TaskName = Annotated[str, AfterValidator(_known_task)]
 
 
 Optimizer = Literal["sgd", "adamw", "rmsprop"]
@@ -241,7 +251,36 @@ class SuiteConfig(FileConfig):
     description: str = ""
     models: list[str] = Field(min_length=1)
     dataset: str | None = Field(None, description="overrides each model's dataset")
+    seeds: int | None = Field(None, ge=1, description="seeds per (model, dataset): 0..N-1 above --seed; "
+                                                      "--seeds overrides")
     profiles: dict[str, dict[str, TrainOverride]] = Field(
         default_factory=dict,
         description="this suite's own train settings (its budget), by profile, then model: {cpu: {resnet18: {...}}}",
     )
+
+
+class Tolerance(Strict):
+    """How much worse a metric may get before it counts: ``max(abs, rel * |base|)``."""
+
+    abs: float = Field(0.0, ge=0, description="absolute tolerance, in the metric's units")
+    rel: float = Field(0.0, ge=0, description="relative tolerance, a fraction of the base value")
+    higher_is_better: bool = True
+
+
+class BootstrapSettings(Strict):
+    """The paired bootstrap of ``bench compare``."""
+
+    samples: int = Field(1000, ge=100, description="resamples B")
+    level: float = Field(0.95, gt=0.5, lt=1, description="confidence level of the delta's interval")
+    seed: int = 0
+
+
+class RegressionConfig(Strict):
+    """``configs/regression.yaml``: when ``bench compare`` calls a change a regression."""
+
+    bootstrap: BootstrapSettings = BootstrapSettings()
+    default: Tolerance = Tolerance(abs=0.01, rel=0.02)
+    metrics: dict[str, Tolerance] = Field(default_factory=dict, description="per-metric tolerance (replaces default)")
+
+    def tolerance(self, metric: str) -> Tolerance:
+        return self.metrics.get(metric, self.default)

@@ -38,11 +38,25 @@ def classification_loss(model: nn.Module, outputs: Any, y: torch.Tensor) -> torc
     return loss
 
 
+def shuffled_labels(labels: list[int], seed: int) -> list[int]:
+    """``labels`` permuted (seeded): the images keep their class frequencies but lose their classes.
+
+    ``train.shuffle_train_labels``: a planted break for the regression gate, which a model can
+    only memorise, never generalise from.
+    """
+    import numpy as np
+
+    return [int(v) for v in np.random.default_rng(seed + 7919).permutation(np.asarray(labels))]
+
+
 class ClassificationTask(Task):
     def dataset(self, split: str, train: bool) -> Dataset:
         rec = self.records(split)
         ops = self.cfg.train.augment if train else ()
-        return ClassificationDataset(rec.paths, rec.labels, self.cfg.train.image_size, ops)
+        labels = list(rec.labels)
+        if train and split == "train" and self.cfg.train.shuffle_train_labels:
+            labels = shuffled_labels(labels, self.cfg.seed)
+        return ClassificationDataset(rec.paths, labels, self.cfg.train.image_size, ops)
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         """Training loss; also counts the main head's correct top-1 predictions (train accuracy)."""

@@ -1,0 +1,68 @@
+"""Pushing stored records to MLflow: inline as trials land, or later with ``bench sync``."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.results.record import TrialResult
+from bench.results.store import ResultsStore
+
+
+def trial_plots(result: TrialResult) -> list[Path]:
+    """Plots attached to a trial's MLflow run: the training curve, plus PR curves (detection) or a
+    confusion matrix (classification, segmentation), drawn from the record in a temp folder."""
+    from bench.reports import plots
+    from bench.tasks import TASKS
+
+    if result.status != "ok":
+        return []
+    folder = Path(tempfile.mkdtemp(prefix="bench-plots-"))
+    out = [plots.training_curve(result.history, TASKS.get(result.task).meta.primary_metric,
+                                folder / "training_curve.png")]
+    if result.task == "detection" and result.per_class:
+        out.append(plots.pr_curves(result.per_class, folder / "pr_curves.png"))
+    cm = result.extras.get("confusion_matrix")
+    if cm is not None:
+        names = list(result.per_class) if len(result.per_class) == len(cm) else None
+        out.append(plots.confusion_matrix_plot(cm, names, folder / "confusion_matrix.png"))
+    return out
+
+
+def log_record(writer: Any, result: TrialResult, annotated: str | None = None) -> str:
+    """One record as a child run of ``writer``'s current parent; returns the MLflow run id."""
+    return writer.log_trial(result.model_copy(update={"samples": None}), trial_plots(result), annotated)
+
+
+def sync_pending(store: ResultsStore, writer: Any, on_done: Callable[[str, str | None, str | None], None]) -> int:
+    """Push every record that never reached MLflow; returns how many are still unsynced.
+
+    Records go under their run's parent run, which is created first when the run never reached
+    MLflow either.  ``on_done(trial_id, mlflow_run_id, error)`` reports each record.
+    """
+    left = 0
+    parents: dict[str, str] = {}
+    for stored in store.unsynced():
+        info = store.run_info(stored.run)
+        try:
+            if stored.run not in parents:
+                parent = info.mlflow_parent_id if info else None
+                if not parent:
+                    parent = writer.start_parent(
+                        stored.run, tags={"target": info.target if info else "?", "profile": stored.record.profile,
+                                          "git_sha": stored.record.provenance.git_sha, "synced_later": "true"},
+                        params={"target": info.target if info else "?"})
+                    writer.client.set_terminated(parent, "FINISHED")
+                    store.set_parent(stored.run, parent)
+                parents[stored.run] = parent
+            writer.parent_id = parents[stored.run]
+            rid = log_record(writer, store.with_samples(stored))
+        except Exception as exc:  # noqa: BLE001 - report and go on with the next record
+            left += 1
+            on_done(stored.record.trial_id, None, f"{type(exc).__name__}: {exc}")
+            continue
+        store.set_synced(stored.id, rid)
+        on_done(stored.record.trial_id, rid, None)
+    return left
