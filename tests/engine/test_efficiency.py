@@ -126,3 +126,22 @@ def test_cpu_peak_rss_sees_a_transient_allocation(kernel_counter: bool, monkeypa
     assert mem.error is None and mem.kind == "rss"
     assert mem.peak_bytes - before.peak_bytes >= 200 * MIB
 
+
+def test_trial_records_efficiency_and_survives_a_failed_measurement(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record and the MLflow run get the numbers; a measurement failure only empties its field."""
+    from bench.orchestration.trial import RunContext, run_trial
+
+    def broken(*args: object) -> float:
+        raise RuntimeError("no formula")
+
+    monkeypatch.setattr(efficiency, "count_flops", broken)
+    cfg, _ = smoke("simple_cnn")
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"checkpoint": False})})
+    result = run_trial(cfg, RunContext(str(project), "pytest-efficiency", "sha"), lambda event: None)
+    assert result.status == "ok", result.traceback
+    eff = result.efficiency
+    assert eff.flops is None and eff.params == result.num_params and eff.latency_ms > 0 and eff.throughput_ips > 0
+    assert result.extras["efficiency_error"] == "flops: RuntimeError: no formula"
+
