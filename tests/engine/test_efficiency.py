@@ -132,6 +132,7 @@ def test_trial_records_efficiency_and_survives_a_failed_measurement(
 ) -> None:
     """The record and the MLflow run get the numbers; a measurement failure only empties its field."""
     from bench.orchestration.trial import RunContext, run_trial
+    from bench.tracking.mlflow_writer import efficiency_metrics
 
     def broken(*args: object) -> float:
         raise RuntimeError("no formula")
@@ -144,4 +145,25 @@ def test_trial_records_efficiency_and_survives_a_failed_measurement(
     eff = result.efficiency
     assert eff.flops is None and eff.params == result.num_params and eff.latency_ms > 0 and eff.throughput_ips > 0
     assert result.extras["efficiency_error"] == "flops: RuntimeError: no formula"
+    assert set(efficiency_metrics(result)) == {"params", "latency_ms", "throughput_ips", "peak_memory_mb"}
 
+
+@pytest.mark.xdist_group("mlflow-local")
+def test_mlflow_run_gets_the_numbers_and_the_memory_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from bench.orchestration.trial import RunContext, base_result
+    from bench.results.record import Efficiency
+    from bench.tracking.mlflow_writer import MlflowWriter
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg, _ = smoke("simple_cnn")
+    eff = Efficiency(params=12403, flops=245760.0, latency_ms=0.5, throughput_ips=2000.0, eval_batch=4,
+                     peak_memory_mb=700.0, memory_kind="rss", device="cpu")
+    record = base_result(cfg, RunContext(str(ROOT), "t", "sha"), status="ok", efficiency=eff)
+    writer = MlflowWriter(tmp_path)
+    writer.start_parent("t", tags={}, params={})
+    run = MlflowClient(writer.uri).get_run(writer.log_trial(record, []))
+    assert {k: run.data.metrics[k] for k in ("params", "flops", "latency_ms", "throughput_ips", "peak_memory_mb")} == {
+        "params": 12403, "flops": 245760, "latency_ms": 0.5, "throughput_ips": 2000, "peak_memory_mb": 700}
+    assert run.data.tags["memory_kind"] == "rss"
