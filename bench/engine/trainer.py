@@ -27,9 +27,10 @@ from bench.config.catalog import TrialConfig
 from bench.engine.base import Task
 from bench.engine.data import make_loader, subsample
 from bench.engine.device import autocast, select_device, sync, timed
+from bench.engine.efficiency import measure
 from bench.engine.transfer import apply_transfer, freeze_frozen_norms
 from bench.metrics.significance import BaselineTest
-from bench.results.record import EpochLog, TrainingEnd
+from bench.results.record import Efficiency, EpochLog, TrainingEnd
 from bench.tasks import TASKS, task_impl
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -50,6 +51,7 @@ class LoopOutput:
     training: TrainingEnd | None = None  # how the schedule ended (ran out or cut by the time limit)
     test_images: int | None = None  # test images evaluated (after ``max_eval_images`` subsampling)
     baseline: BaselineTest | None = None  # the task's baseline on those images, and the test against it
+    efficiency: Efficiency | None = None  # the tested model's cost (``bench.engine.efficiency``)
 
 
 @dataclass
@@ -302,13 +304,19 @@ def train_and_test(
     with timed(device, acc, "metric_s"):
         baseline = task.baseline(test.evaluator, untrained.evaluator if untrained else None)
     acc["test_s"] = time.perf_counter() - t_test + base_s
+    # After the test metrics and the baseline, so it cannot change them; its own failures only leave
+    # fields empty (the reason goes to the extras).
+    efficiency, efficiency_error = measure(task, model, device, cfg)
+    extras: dict[str, Any] = {"transfer": transfer}
+    if efficiency_error:
+        extras["efficiency_error"] = efficiency_error
     training = TrainingEnd(epochs_planned=cfg.train.epochs, epochs_done=it / max(1, len(loader)),
                            stopped_by="time_limit" if out_of_time else "schedule")
     return LoopOutput(
         metrics=test.metrics, history=history, timings=acc, num_params=num_params, device=str(device),
         checkpoint=str(best_path or (run_dir / "last.pt" if cfg.train.checkpoint else "")) or None,
-        inference_ms_per_image=test.ms_per_image, extras={"transfer": transfer}, training=training,
-        test_images=test.images, baseline=baseline,
+        inference_ms_per_image=test.ms_per_image, extras=extras, training=training,
+        test_images=test.images, baseline=baseline, efficiency=efficiency,
     )
 
 

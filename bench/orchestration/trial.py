@@ -99,7 +99,7 @@ def run_trial(cfg: TrialConfig, ctx: RunContext, progress: Callable[[dict[str, A
         return base_result(
             cfg, ctx, status="ok", metrics=scalar_metrics(metrics), per_class=_jsonable(metrics.get("per_class") or {}),
             extras=_jsonable(extras), history=out.history, training=out.training, test_images=out.test_images,
-            baseline=_baseline(out.baseline), num_params=out.num_params, device=out.device,
+            baseline=_baseline(out.baseline), num_params=out.num_params, device=out.device, efficiency=out.efficiency,
             timings=timings, checkpoint=out.checkpoint, started_at=started, finished_at=now(),
             dataset_version=dataset_version, metric_spec=metrics.get("spec"),
         )

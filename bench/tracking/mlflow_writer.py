@@ -78,6 +78,19 @@ def outcome_metrics(result: TrialResult) -> dict[str, float]:
     return out
 
 
+EFFICIENCY_METRICS = ("params", "flops", "latency_ms", "throughput_ips", "peak_memory_mb")
+
+
+def efficiency_metrics(result: TrialResult) -> dict[str, float]:
+    """Final metrics of the tested model's cost (``bench.engine.efficiency``): ``params``, ``flops``
+    (per image, batch 1), ``latency_ms`` (batch 1), ``throughput_ips`` (evaluation batch) and
+    ``peak_memory_mb``, the ones measured; the tag ``memory_kind`` says what the memory is."""
+    eff = result.efficiency
+    if eff is None:
+        return {}
+    return {k: float(v) for k in EFFICIENCY_METRICS if (v := getattr(eff, k)) is not None}
+
+
 class MlflowWriter:
     """Creates the runs of one ``bench run`` invocation."""
 
@@ -118,9 +131,10 @@ class MlflowWriter:
 
         Per epoch (step = epoch): ``train_loss``, ``train_acc`` (where the task counts it), ``lr``,
         ``val_*``.  Final (step 0): ``test_*``, timings, ``num_params`` and :func:`outcome_metrics`;
-        :func:`outcome_tags` says how training ended and what the baseline was.  ``config_yaml``: the
-        effective config annotated with each value's source (``bench config``), logged as
-        ``config.yaml`` next to ``result.json``.
+        :func:`outcome_tags` says how training ended and what the baseline was; :func:`efficiency_metrics`
+        and the tag ``memory_kind`` give the tested model's cost.  ``config_yaml``: the effective config
+        annotated with each value's source (``bench config``), logged as ``config.yaml`` next to
+        ``result.json``.
         """
         from mlflow.entities import Metric
 
@@ -144,6 +158,8 @@ class MlflowWriter:
         if result.error:
             tags["error"] = result.error[:5000]
         tags.update(outcome_tags(result))
+        if result.efficiency is not None and result.efficiency.memory_kind:
+            tags["memory_kind"] = result.efficiency.memory_kind
         run = self.client.create_run(self.experiment_id, run_name=result.trial_id, tags=tags)
         rid = run.info.run_id
         ts = 0
@@ -163,6 +179,7 @@ class MlflowWriter:
         if result.num_params is not None:
             finals["num_params"] = float(result.num_params)
         finals.update(outcome_metrics(result))
+        finals.update(efficiency_metrics(result))
         metrics += [Metric(k, float(v), ts, 0) for k, v in finals.items()]
         self._log_batch(rid, params=flatten(result.config), metrics_list=metrics)
         with tempfile.TemporaryDirectory() as tmp:
