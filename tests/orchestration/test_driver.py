@@ -30,7 +30,7 @@ def test_killed_driver_rerun_trains_only_unfinished_trials(project: Path, tmp_pa
         if db.exists() and ResultsStore(db).count_records() >= 1:
             break
         time.sleep(0.2)
-    assert first.poll() is None, "the first run ended before it could be killed: " + (tmp_path / "first.log").read_text()
+    assert first.poll() is None, "the first run ended before being killed:\n" + (tmp_path / "first.log").read_text()
     stop_process_tree(first)  # SIGKILL: no cleanup, no atexit
     store = ResultsStore(db)
     finished = store.count_records()
