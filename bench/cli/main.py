@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from bench.cli import compare_cmd, config_cmd, data_cmd, eval, list_cmd, report_cmd, run_cmd, sync_cmd
+from bench.cli import compare_cmd, config_cmd, data_cmd, eval, list_cmd, report_cmd, run_cmd, runs_cmd, sync_cmd
 
 HELP = """\
 Benchmark computer-vision architectures on versioned data, on Ray, tracked in MLflow.
@@ -24,6 +24,7 @@ Typical session:
   bench run all --seeds 3             three seeds each; finished trials are reused (cached)
   bench report                        leaderboard of the latest results -> reports/
   bench compare base.json HEAD        regressions between two runs (exit 1 when any)
+  bench runs                          the runs in the results store
   bench sync                          push records MLflow missed
   bench eval detection --gt gt.json --pred dets.json --out m.json
                                       score saved predictions, no model needed
@@ -39,6 +40,7 @@ app.command("run", help=run_cmd.HELP)(run_cmd.run_command)
 app.command("report", help=report_cmd.HELP)(report_cmd.report_command)
 app.command("compare", help=compare_cmd.HELP)(compare_cmd.compare_command)
 app.command("sync", help=sync_cmd.HELP)(sync_cmd.sync_command)
+app.command("runs", help=runs_cmd.HELP)(runs_cmd.runs_command)
 app.command("config", help=config_cmd.HELP)(config_cmd.config_command)
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(eval.app, name="eval")
