@@ -74,11 +74,16 @@ def run_command(
         name = profile or default_profile(lambda: cluster.gpus if cluster else 0.0)
         plan = plan_run(root, cat, target, dataset, name, seed, seeds, overrides)
     store = open_store(root)
-    from bench.tracking.mlflow_writer import job_tracking_warning
+    from bench.tracking.mlflow_writer import in_ray_job, job_tracking_warning
 
     warning = job_tracking_warning()
     if warning:
         err_console.print(f"[bold yellow]{warning}[/]", highlight=False)
+    if in_ray_job() and not os.environ.get("BENCH_RESULTS"):
+        err_console.print(f"[bold yellow]WARNING: running inside a Ray job without BENCH_RESULTS: the results store "
+                          f"{store.path} is in the job's temporary working dir and goes with it. Pass "
+                          "\"BENCH_RESULTS\": \"/persistent/path/results.db\" in --runtime-env-json env_vars.[/]",
+                          highlight=False)
     writer = open_tracking(root)  # before Ray: an unreachable server is a bad-input error, not a crash
     console.print(f"bench run {target}: {len(plan.trials)} trial(s) ({len(plan.seeds)} seed(s)), profile "
                   f"{plan.profile}, results store {store.path}")
