@@ -50,6 +50,9 @@ class LoopOutput:
     training: TrainingEnd | None = None  # how the schedule ended (ran out or cut by the time limit)
     test_images: int | None = None  # test images evaluated (after ``max_eval_images`` subsampling)
     baseline: BaselineTest | None = None  # the task's baseline on those images, and the test against it
+    # The test evaluator's per-image statistics (``samples()``; see ``bench.metrics.bootstrap``), None
+    # for an evaluator without them.
+    samples: dict[str, np.ndarray] | None = None
 
 
 @dataclass
@@ -301,6 +304,7 @@ def train_and_test(
     test = evaluate(task, model, "test", device, cfg, acc)
     with timed(device, acc, "metric_s"):
         baseline = task.baseline(test.evaluator, untrained.evaluator if untrained else None)
+        samples = test.evaluator.samples() if hasattr(test.evaluator, "samples") else None
     acc["test_s"] = time.perf_counter() - t_test + base_s
     training = TrainingEnd(epochs_planned=cfg.train.epochs, epochs_done=it / max(1, len(loader)),
                            stopped_by="time_limit" if out_of_time else "schedule")
@@ -308,7 +312,7 @@ def train_and_test(
         metrics=test.metrics, history=history, timings=acc, num_params=num_params, device=str(device),
         checkpoint=str(best_path or (run_dir / "last.pt" if cfg.train.checkpoint else "")) or None,
         inference_ms_per_image=test.ms_per_image, extras={"transfer": transfer}, training=training,
-        test_images=test.images, baseline=baseline,
+        test_images=test.images, baseline=baseline, samples=samples,
     )
 
 
