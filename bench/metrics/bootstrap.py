@@ -318,13 +318,14 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "verification": ("roc_auc", "eer", "accuracy", "top1", "macro_f1"),
 }
 
-#: task -> its metrics under a weight matrix ``[B, N]``, and the dtype of each sample array they read.
+#: task -> its metrics under a weight matrix ``[B, N]``.
 _BATCH: dict[str, Callable[[Samples, np.ndarray], Batch]] = {
     "classification": classification_batch,
     "semantic_segmentation": segmentation_batch,
     "detection": detection_batch,
     "verification": verification_batch,
 }
+#: task -> the dtype of each sample array its metrics read (stored samples are JSON lists).
 _DTYPES: dict[str, dict[str, Any]] = {
     "classification": {"label": np.int64, "pred": np.int64, "top5": bool},
     "semantic_segmentation": {"confmat": np.int64},

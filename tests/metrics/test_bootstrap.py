@@ -117,6 +117,13 @@ def _headline(task: str, computed: dict[str, Any]) -> dict[str, float | None]:
 # ---- all-ones counts -------------------------------------------------------------------------
 
 
+def test_resampled_metrics_are_the_headline_metrics() -> None:
+    from bench.tasks import TASKS as REGISTRY
+
+    headline = {t: REGISTRY.get(t).meta.headline_metrics for t in REGISTRY.names()}
+    assert headline == TASK_METRICS
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_all_ones_reproduce_compute_exactly(task: str) -> None:
     ev = make_evaluator(task, SIZE[task], seed=1)
