@@ -71,7 +71,7 @@ class ClassificationTask(Task):
         return model(batch[0].to(device, non_blocking=True)).float().softmax(dim=1)
 
     def evaluator(self, split: str, subset: Sequence[int] | None = None) -> ClassificationEvaluator:
-        return ClassificationEvaluator(num_classes=self.num_classes, class_names=self.classes)
+        return ClassificationEvaluator(num_classes=self.num_classes, class_names=self.classes, image_ids=subset)
 
     def update(self, evaluator: Any, batch: Any, outputs: torch.Tensor) -> None:
         evaluator.update(outputs.cpu().numpy(), batch[1].numpy())

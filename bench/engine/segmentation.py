@@ -44,7 +44,8 @@ class SegmentationTask(Task):
 
     def evaluator(self, split: str, subset: Sequence[int] | None = None) -> SegmentationEvaluator:
         return SegmentationEvaluator(
-            num_classes=self.num_classes, ignore_index=IGNORE_INDEX, class_names=["background", *self.classes]
+            num_classes=self.num_classes, ignore_index=IGNORE_INDEX, class_names=["background", *self.classes],
+            image_ids=subset,
         )
 
     def update(self, evaluator: Any, batch: Any, outputs: torch.Tensor) -> None:

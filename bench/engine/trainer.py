@@ -52,6 +52,9 @@ class LoopOutput:
     test_images: int | None = None  # test images evaluated (after ``max_eval_images`` subsampling)
     baseline: BaselineTest | None = None  # the task's baseline on those images, and the test against it
     efficiency: Efficiency | None = None  # the tested model's cost (``bench.engine.efficiency``)
+    # The test evaluator's per-image statistics (``samples()``; see ``bench.metrics.bootstrap``), None
+    # for an evaluator without them.
+    samples: dict[str, np.ndarray] | None = None
 
 
 @dataclass
@@ -303,6 +306,7 @@ def train_and_test(
     test = evaluate(task, model, "test", device, cfg, acc)
     with timed(device, acc, "metric_s"):
         baseline = task.baseline(test.evaluator, untrained.evaluator if untrained else None)
+        samples = test.evaluator.samples() if hasattr(test.evaluator, "samples") else None
     acc["test_s"] = time.perf_counter() - t_test + base_s
     # After the test metrics and the baseline, so it cannot change them; its own failures only leave
     # fields empty (the reason goes to the extras).
@@ -316,7 +320,7 @@ def train_and_test(
         metrics=test.metrics, history=history, timings=acc, num_params=num_params, device=str(device),
         checkpoint=str(best_path or (run_dir / "last.pt" if cfg.train.checkpoint else "")) or None,
         inference_ms_per_image=test.ms_per_image, extras=extras, training=training,
-        test_images=test.images, baseline=baseline, efficiency=efficiency,
+        test_images=test.images, baseline=baseline, efficiency=efficiency, samples=samples,
     )
 
 

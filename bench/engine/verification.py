@@ -66,7 +66,8 @@ class VerificationTask(ClassificationTask):
             self.threshold = val.pairs().fit_threshold()
 
     def evaluator(self, split: str, subset: Sequence[int] | None = None) -> EmbeddingEvaluator:
-        return EmbeddingEvaluator(self.num_classes, self.classes, class_means=self.means, threshold=self.threshold)
+        return EmbeddingEvaluator(self.num_classes, self.classes, class_means=self.means, threshold=self.threshold,
+                                  image_ids=subset)
 
     def update(self, evaluator: Any, batch: Any, outputs: torch.Tensor) -> None:
         evaluator.update(outputs.cpu().numpy(), batch[1].numpy())

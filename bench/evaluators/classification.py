@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from bench.evaluators import EVALUATORS, EvaluatorSpec
+from bench.evaluators._image_ids import ImageIds
 from bench.metrics import MetricInputError
 from bench.metrics.classification import (
     check_pairs,
@@ -24,32 +26,46 @@ from bench.metrics.classification import (
     EvaluatorSpec("classification", "top-1 confusion matrix and top-5 hit count (both additive)"),
 )
 class ClassificationEvaluator:
-    """Accumulates ``[C, C]`` top-1 confusion counts and the number of top-5 hits.
+    """Accumulates ``[C, C]`` top-1 confusion counts and the number of top-5 hits, plus each
+    image's label, top-1 prediction and top-5 hit for :meth:`samples`.
 
-    The state is additive integers, so merge is exact.
+    The counts are additive integers and the per-image arrays concatenate, so merge is exact.
+    ``image_ids``: the dataset index of each image in update order (see ``ImageIds``).
     """
 
-    def __init__(self, num_classes: int, class_names: list[str] | None = None) -> None:
+    def __init__(
+        self, num_classes: int, class_names: list[str] | None = None, image_ids: Sequence[int] | None = None
+    ) -> None:
         if num_classes < 1:
             raise MetricInputError(f"num_classes must be >= 1, got {num_classes}")
         if class_names is not None and len(class_names) != num_classes:
             raise MetricInputError(f"{len(class_names)} class names for num_classes={num_classes}")
         self.num_classes = int(num_classes)
         self.class_names = list(class_names) if class_names is not None else None
+        self.ids = ImageIds(image_ids)
         self.reset()
 
     def reset(self) -> None:
         """Forget all samples."""
         self.confusion = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
         self.top5_correct = 0
+        self.ids.reset()
+        self._labels: list[np.ndarray] = []
+        self._preds: list[np.ndarray] = []
+        self._top5: list[np.ndarray] = []
 
     def update(self, scores: np.ndarray, labels: np.ndarray) -> None:
         """Add a batch: ``scores: [N, C] float`` (logits or probabilities), ``labels: [N] int``."""
         scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
         check_scores_labels(scores, labels, self.num_classes)
         self.confusion += confusion_from_scores(scores, labels, self.num_classes)
+        self.ids.take(len(labels))
+        self._labels.append(labels.astype(np.int32))
+        self._preds.append(np.argmax(scores, axis=1).astype(np.int32))  # first on ties, as the confusion
         if self.num_classes >= 5:
             self.top5_correct += topk_correct(scores, labels, 5)
+            true = scores[np.arange(len(labels)), labels]
+            self._top5.append((scores > true[:, None]).sum(axis=1) < 5)  # as topk_correct counts
 
     def compute(self) -> dict[str, Any]:
         """See :func:`bench.metrics.classification.classification_metrics` for the keys."""
@@ -62,12 +78,27 @@ class ClassificationEvaluator:
             raise MetricInputError(f"cannot merge {other.num_classes}-class state into {self.num_classes}")
         self.confusion += other.confusion
         self.top5_correct += other.top5_correct
+        o = other.samples()
+        self.ids.extend(o["image_id"])
+        self._labels.append(o["label"])
+        self._preds.append(o["pred"])
+        if "top5" in o:
+            self._top5.append(o["top5"])
         return self
+
+    def samples(self) -> dict[str, np.ndarray]:
+        """Per-image statistics (``bench.metrics.bootstrap``): ``image_id [N] int64``, ``label,
+        pred [N] int32`` (top-1, first class on ties) and, with >= 5 classes, ``top5 [N] bool``."""
+        out = {"image_id": self.ids.array(), "label": _cat(self._labels, np.int32), "pred": _cat(self._preds, np.int32)}
+        if self.num_classes >= 5:
+            out["top5"] = _cat(self._top5, bool)
+        return out
 
     def state(self) -> dict[str, Any]:
         """Plain picklable state."""
         return {"num_classes": self.num_classes, "class_names": self.class_names,
-                "confusion": self.confusion.copy(), "top5_correct": int(self.top5_correct)}
+                "confusion": self.confusion.copy(), "top5_correct": int(self.top5_correct),
+                "samples": {k: v.copy() for k, v in self.samples().items()}}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ClassificationEvaluator:
@@ -75,7 +106,16 @@ class ClassificationEvaluator:
         ev = cls(state["num_classes"], state["class_names"])
         ev.confusion = np.asarray(state["confusion"], dtype=np.int64).copy()
         ev.top5_correct = int(state["top5_correct"])
+        s = state["samples"]
+        ev.ids.extend(s["image_id"])
+        ev._labels, ev._preds = [np.asarray(s["label"], np.int32)], [np.asarray(s["pred"], np.int32)]
+        ev._top5 = [np.asarray(s["top5"], bool)] if "top5" in s else []
         return ev
+
+
+def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+    """Concatenation of per-batch arrays (empty ``[0]`` of ``dtype`` without any)."""
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
 
 
 @EVALUATORS.register(

@@ -10,6 +10,7 @@ from bench.evaluators import EVALUATORS, EvaluatorSpec
 from bench.metrics import MetricInputError
 from bench.metrics.detection import (
     Detections,
+    detection_samples,
     evaluate_parsed,
     parse_ground_truth,
     parse_predictions,
@@ -62,6 +63,12 @@ class DetectionEvaluator:
     def compute(self, voc_legacy_coords: bool = False) -> dict[str, Any]:
         """Same keys as :func:`bench.metrics.detection.evaluate_coco`."""
         return evaluate_parsed(self._gt, self.detections(), self.voc_iou, voc_legacy_coords)
+
+    def samples(self, voc_legacy_coords: bool = False) -> dict[str, np.ndarray]:
+        """Per-image statistics for resampling (``bench.metrics.bootstrap``): the GT images (COCO ids)
+        and each detection's image, class, score and TP / ignored outcome, matched once; see
+        :func:`bench.metrics.detection.detection_samples`.  Pass the ``compute`` argument."""
+        return detection_samples(self._gt, self.detections(), self.voc_iou, voc_legacy_coords)
 
     def per_image_ap(self, iou_thr: float = 0.5) -> np.ndarray:
         """Each GT image's VOC AP at ``iou_thr`` (``[I]``, NaN without GT); see ``per_image_ap``."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from bench.evaluators import EVALUATORS, EvaluatorSpec
+from bench.evaluators._image_ids import ImageIds
 from bench.metrics import MetricInputError
 from bench.metrics.segmentation import (
     CLASS_METRICS,
@@ -31,11 +33,13 @@ class SegmentationEvaluator:
     per-class sums/counts of each image's metrics (see ``per_image_sums``).  Everything is
     additive; the float sums make a merged per-image result equal up to float rounding.  It also
     keeps each image's mean IoU and that of an all-background prediction (``[N]`` each, in update
-    order) for the baseline sign test.
+    order) for the baseline sign test, and each image's ``[K, K]`` confusion matrix for
+    :meth:`samples`.  ``image_ids``: the dataset index of each image in update order (``ImageIds``).
     """
 
     def __init__(
-        self, num_classes: int, ignore_index: int = 255, class_names: list[str] | None = None
+        self, num_classes: int, ignore_index: int = 255, class_names: list[str] | None = None,
+        image_ids: Sequence[int] | None = None,
     ) -> None:
         if num_classes < 1:
             raise MetricInputError(f"num_classes must be >= 1, got {num_classes}")
@@ -44,6 +48,7 @@ class SegmentationEvaluator:
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
         self.class_names = list(class_names) if class_names is not None else None
+        self.ids = ImageIds(image_ids)
         self.reset()
 
     def reset(self) -> None:
@@ -56,6 +61,9 @@ class SegmentationEvaluator:
         self.n_images = 0
         self.image_jaccard: list[np.ndarray] = []
         self.image_jaccard_bg: list[np.ndarray] = []
+        self.ids.reset()
+        # int32: a count of pixels of one image; the samples are stored as JSON, so size matters.
+        self._confmats: list[np.ndarray] = []
 
     def update(self, pred: np.ndarray, target: np.ndarray) -> None:
         """Add a batch of label maps: ``pred, target: [N, H, W] int`` (target may hold ignore_index)."""
@@ -71,6 +79,8 @@ class SegmentationEvaluator:
         self.n_images += n
         self.image_jaccard.append(per_image_jaccard(cms))
         self.image_jaccard_bg.append(per_image_jaccard(background_confmats(cms)))
+        self.ids.take(len(cms))
+        self._confmats.append(cms.astype(np.int32))
 
     def per_image_jaccard(self) -> tuple[np.ndarray, np.ndarray]:
         """``(model [N], all background [N])``: each image's mean IoU, NaN where undefined."""
@@ -97,7 +107,18 @@ class SegmentationEvaluator:
         self.n_images += other.n_images
         self.image_jaccard += other.image_jaccard
         self.image_jaccard_bg += other.image_jaccard_bg
+        o = other.samples()
+        self.ids.extend(o["image_id"])
+        self._confmats.append(o["confmat"])
         return self
+
+    def samples(self) -> dict[str, np.ndarray]:
+        """Per-image statistics (``bench.metrics.bootstrap``): ``image_id [N] int64`` and ``confmat
+        [N, K, K] int32``, each image's confusion matrix (rows = target); both reductions follow from it."""
+        k = self.num_classes
+        if len(self._confmats) != 1:
+            self._confmats = [np.concatenate(self._confmats) if self._confmats else np.zeros((0, k, k), np.int32)]
+        return {"image_id": self.ids.array(), "confmat": self._confmats[0]}
 
     def state(self) -> dict[str, Any]:
         """Plain picklable state."""
@@ -105,7 +126,8 @@ class SegmentationEvaluator:
                 "class_names": self.class_names, "confmat": self.confmat.copy(),
                 "pi_sums": self.pi_sums.copy(), "pi_counts": self.pi_counts.copy(),
                 "acc_sum": float(self.acc_sum), "n_images": int(self.n_images),
-                "image_jaccard": self.per_image_jaccard()}
+                "image_jaccard": self.per_image_jaccard(),
+                "samples": {k: v.copy() for k, v in self.samples().items()}}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SegmentationEvaluator:
@@ -118,4 +140,6 @@ class SegmentationEvaluator:
         ev.n_images = int(state["n_images"])
         model, background = state.get("image_jaccard", (np.zeros(0), np.zeros(0)))
         ev.image_jaccard, ev.image_jaccard_bg = [np.asarray(model, np.float64)], [np.asarray(background, np.float64)]
+        ev.ids.extend(state["samples"]["image_id"])
+        ev._confmats = [np.asarray(state["samples"]["confmat"], np.int32).reshape(-1, ev.num_classes, ev.num_classes)]
         return ev

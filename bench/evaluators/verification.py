@@ -7,11 +7,13 @@ pairs of the same split.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from bench.evaluators import EVALUATORS, EvaluatorSpec
+from bench.evaluators._image_ids import ImageIds
 from bench.evaluators.classification import ClassificationEvaluator, VerificationEvaluator
 from bench.metrics import MetricInputError
 
@@ -66,25 +68,32 @@ class EmbeddingEvaluator:
 
     ``class_means [K, D]`` come from training images (never the evaluated split's labels);
     ``threshold`` is the one chosen on validation pairs.  Without them, the NCM keys or the
-    accuracy are None.
+    accuracy are None.  ``image_ids``: the dataset index of each image in update order (``ImageIds``).
     """
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None,
-                 class_means: np.ndarray | None = None, threshold: float | None = None) -> None:
+                 class_means: np.ndarray | None = None, threshold: float | None = None,
+                 image_ids: Sequence[int] | None = None) -> None:
         self.num_classes, self.class_names = num_classes, class_names
         self.means, self.threshold = class_means, threshold
+        self.ids = ImageIds(image_ids)
         self.reset()
 
     def reset(self) -> None:
         """Forget all samples."""
         self._emb: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
+        self.ids.reset()
 
     def update(self, embeddings: np.ndarray, labels: np.ndarray) -> None:
         """Add a batch: ``embeddings: [B, D] float``, ``labels: [B] int``."""
         e, y = np.asarray(embeddings, np.float64), np.asarray(labels)
         if e.ndim != 2 or y.shape != (len(e),):
             raise MetricInputError(f"embeddings must be [B, D] with labels [B]; got {e.shape} and {y.shape}")
+        self.ids.take(len(e))
+        self._append(e, y)
+
+    def _append(self, e: np.ndarray, y: np.ndarray) -> None:
         self._emb.append(e)
         self._labels.append(y.astype(np.int64))
 
@@ -125,22 +134,46 @@ class EmbeddingEvaluator:
         ncm.pop("spec", None)
         return {**ncm, **out}
 
+    def samples(self) -> dict[str, np.ndarray]:
+        """Per-image statistics (``bench.metrics.bootstrap``), from the same pairs as :meth:`compute`.
+
+        ``image_id [N] int64``; per pair ``pair_anchor [P] int32`` (the image the pair was drawn
+        for: one pair per image, see ``sample_pairs``), ``pair_score [P]`` (float32 when exact),
+        ``pair_same [P] bool`` and, with a threshold, ``pair_correct [P] bool``; with class means,
+        per image ``label, pred [N] int32`` (nearest-class-mean top-1).
+        """
+        emb, labels = self.arrays()
+        pairs = sample_pairs(labels) if len(emb) else np.zeros((0, 2), np.int64)
+        scores = pair_scores(emb, pairs) if len(emb) else np.zeros(0)
+        same = labels[pairs[:, 0]] == labels[pairs[:, 1]]
+        scores32 = scores.astype(np.float32)
+        out = {"image_id": self.ids.array(), "pair_anchor": pairs[:, 0].astype(np.int32),
+               "pair_score": scores32 if np.array_equal(scores32, scores) else scores, "pair_same": same}
+        if self.threshold is not None:
+            out["pair_correct"] = (scores >= self.threshold) == same  # as verification_metrics
+        if self.means is not None and len(emb):
+            out["label"] = labels.astype(np.int32)
+            out["pred"] = np.argmax(ncm_scores(emb, self.means), axis=1).astype(np.int32)  # first on ties
+        return out
+
     def merge(self, other: EmbeddingEvaluator) -> EmbeddingEvaluator:
         """Append ``other``'s samples (in place); returns self."""
         e, y = other.arrays()
         if len(e):
-            self.update(e, y)
+            self.ids.extend(other.ids.array())
+            self._append(e, y)
         return self
 
     def state(self) -> dict[str, Any]:
         """Plain picklable state."""
         e, y = self.arrays()
-        return {"embeddings": e, "labels": y}
+        return {"embeddings": e, "labels": y, "image_id": self.ids.array().copy()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], **kwargs: Any) -> EmbeddingEvaluator:
         """Inverse of :meth:`state`; ``kwargs`` as in the constructor."""
         ev = cls(**kwargs)
         if len(state["embeddings"]):
-            ev.update(state["embeddings"], state["labels"])
+            ev.ids.extend(state["image_id"])
+            ev._append(np.asarray(state["embeddings"], np.float64), np.asarray(state["labels"]))
         return ev

@@ -656,10 +656,19 @@ def _prediction_areas(dets: Detections, iou_type: str) -> np.ndarray:
 
 
 def _coco_engine(gt: GroundTruth, dets: Detections) -> tuple[np.ndarray, np.ndarray]:
-    """Run faster-coco-eval (pycocotools semantics) -> ``(stats [12], precision [T, R, K, A, M])``.
+    """Run faster-coco-eval (pycocotools semantics) -> ``(stats [12], precision [T, R, K, A, M])``."""
+    ev = _coco_evaluated(gt, dets)
+    ev.accumulate()
+    ev.summarize()
+    return np.asarray(ev.stats[:12], dtype=np.float64), np.asarray(ev.eval["precision"])
+
+
+def _coco_evaluated(gt: GroundTruth, dets: Detections) -> Any:
+    """A faster-coco-eval ``COCOeval_faster`` over ``gt.image_ids`` x ``gt.cat_ids`` after ``evaluate()``.
 
     Fresh annotation dicts are built because the engine writes into them (``ignore``, ``rle``)
-    and the caller's data must stay untouched.
+    and the caller's data must stay untouched.  Detection ``i`` gets annotation id ``i + 1``, so
+    the engine's order of equal scores is the input order.
     """
     from faster_coco_eval import COCO, COCOeval_faster
 
@@ -700,9 +709,7 @@ def _coco_engine(gt: GroundTruth, dets: Detections) -> tuple[np.ndarray, np.ndar
     ev.params.imgIds = [int(i) for i in gt.image_ids]
     ev.params.catIds = [int(c) for c in gt.cat_ids]
     ev.evaluate()
-    ev.accumulate()
-    ev.summarize()
-    return np.asarray(ev.stats[:12], dtype=np.float64), np.asarray(ev.eval["precision"])
+    return ev
 
 
 def _none_if_negative(v: float) -> float | None:
@@ -783,6 +790,154 @@ def per_image_ap(gt: GroundTruth, dets: Detections, iou_thr: float = 0.5) -> np.
     has_gt = ~np.isnan(ap)
     return np.where(has_gt.any(axis=1), np.where(has_gt, ap, 0.0).sum(axis=1) / np.maximum(has_gt.sum(axis=1), 1),
                     np.nan)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-detection match tables (what ``bench.metrics.bootstrap`` re-accumulates)
+# --------------------------------------------------------------------------------------------
+
+#: COCO's IoU thresholds .50:.05:.95 and its 101 recall levels, built as pycocotools' ``Params`` does.
+COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+COCO_RECALLS = np.linspace(0.0, 1.0, 101)
+#: pycocotools' area range "all": a GT outside it is ignored, and so is an unmatched detection.
+COCO_AREA_ALL = (0.0, 1e5**2)
+#: Detections per image and class that COCO's headline AP keeps (the highest-scoring ones).
+COCO_MAX_DETS = 100
+
+
+def coco_greedy_match(
+    iou: np.ndarray, thresholds: np.ndarray, gt_ignore: np.ndarray, gt_crowd: np.ndarray
+) -> np.ndarray:
+    """pycocotools' ``evaluateImg`` matching for one image and class, every IoU threshold at once.
+
+    ``iou: [D, G]`` with detections in descending score order and the non-ignored GT first,
+    ``thresholds: [T]``, ``gt_ignore, gt_crowd: [G] bool`` -> ``[T, D]`` index of each detection's
+    GT (-1: unmatched).
+
+    Greedy in score order (hence the loop over detections): a detection takes, among the GT not
+    yet taken at that threshold (crowd GT can be taken again) with IoU >= the threshold, the last
+    one of highest IoU among the non-ignored GT, else among the ignored ones.  That is what the
+    reference loop does: it keeps the last GT whose IoU is >= the best so far, and stops at the
+    first ignored GT once a non-ignored one has matched.
+    """
+    n_det, n_gt = iou.shape
+    thr = np.minimum(np.asarray(thresholds, np.float64), 1 - 1e-10)[:, None]  # [T, 1], as the reference
+    n_real = int((~gt_ignore).sum())  # the first n_real columns are the non-ignored GT
+    taken = np.zeros((len(thr), n_gt), dtype=bool)
+    match = np.full((len(thr), n_det), -1, dtype=np.int64)
+    for d in range(n_det):
+        cand = np.where((iou[d] >= thr) & ~(taken & ~gt_crowd), iou[d], -np.inf)  # [T, G]
+        m = np.full(len(thr), -1, dtype=np.int64)
+        for lo, hi in ((0, n_real), (n_real, n_gt)):
+            if hi > lo:
+                part = cand[:, lo:hi]
+                last_best = hi - 1 - np.argmax(part[:, ::-1], axis=1)  # argmax is the first: reversed = last
+                m = np.where((m < 0) & (part.max(axis=1) > -np.inf), last_best, m)
+        match[:, d] = m
+        hit = np.flatnonzero(m >= 0)
+        taken[hit, m[hit]] = True
+    return match
+
+
+def coco_match(gt: GroundTruth, dets: Detections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each detection's COCO outcome per IoU threshold (area "all", 100 detections per image and class).
+
+    -> ``(tp [D, T] bool, ignored [D, T] bool, npos [I, K] int64)``: detections in input order,
+    images in ``gt.image_ids`` order, classes in ``gt.cat_ids`` order, ``T`` =
+    :data:`COCO_IOU_THRESHOLDS`.  A detection is ignored where it matched an ignored (crowd) GT,
+    is unmatched with an area outside the range, or is not among the 100 highest-scoring ones of
+    its image and class; otherwise it is a TP or an FP.  ``npos``: non-ignored GT per image and class.
+
+    The IoUs are the engine's own (``COCOeval.ious``: rows are the image-and-class detections in
+    descending score order, ties in input order, columns its GT in annotation order), so the match
+    cannot round differently from :func:`evaluate_parsed`.
+    """
+    k, n_img, n_t = max(len(gt.cat_ids), 1), len(gt.image_ids), len(COCO_IOU_THRESHOLDS)
+    lo, hi = COCO_AREA_ALL
+    g_key = np.searchsorted(gt.image_ids, gt.ann_image) * k + np.searchsorted(gt.cat_ids, gt.ann_cat)
+    g_ignore = gt.ann_crowd | (gt.ann_area < lo) | (gt.ann_area > hi)
+    npos = np.bincount(g_key[~g_ignore], minlength=n_img * k).reshape(n_img, k)
+    d_key = np.searchsorted(gt.image_ids, dets.image_id) * k + np.searchsorted(gt.cat_ids, dets.category_id)
+    area = _prediction_areas(dets, gt.iou_type)
+    tp = np.zeros((len(dets), n_t), dtype=bool)
+    ignored = np.repeat(((area < lo) | (area > hi))[:, None], n_t, axis=1)  # unmatched detections
+    order = np.lexsort((-dets.score, d_key))  # by image and class, descending score, ties in input order
+    keys, starts, counts = np.unique(d_key[order], return_index=True, return_counts=True)
+    rank = np.arange(len(order)) - np.repeat(starts, counts)
+    ignored[order[rank >= COCO_MAX_DETS]] = True
+    g_order = np.argsort(g_key, kind="stable")
+    g_keys, g_starts, g_counts = np.unique(g_key[g_order], return_index=True, return_counts=True)
+    pos = np.searchsorted(g_keys, keys)
+    with_gt = np.flatnonzero((pos < len(g_keys)) & (g_keys[np.minimum(pos, len(g_keys) - 1)] == keys))
+    if len(with_gt) == 0:
+        return tp, ignored, npos
+    ev = _coco_evaluated(gt, dets)
+    for j in with_gt.tolist():
+        gi = g_order[g_starts[pos[j]] : g_starts[pos[j]] + g_counts[pos[j]]]  # annotation order
+        di = order[starts[j] : starts[j] + min(counts[j], COCO_MAX_DETS)]
+        pair = (int(gt.image_ids[keys[j] // k]), int(gt.cat_ids[keys[j] % k]))
+        iou = np.asarray(ev.ious[pair], dtype=np.float64).reshape(len(di), len(gi))
+        g_sort = np.argsort(g_ignore[gi], kind="stable")  # non-ignored first, as the reference sorts
+        ig = g_ignore[gi][g_sort]
+        match = coco_greedy_match(iou[:, g_sort], COCO_IOU_THRESHOLDS, ig, gt.ann_crowd[gi][g_sort]).T  # [Dg, T]
+        matched = match >= 0
+        to_ignored = matched & ig[np.maximum(match, 0)]
+        tp[di] = matched & ~to_ignored
+        ignored[di] = to_ignored | (~matched & ignored[di])
+    return tp, ignored, npos
+
+
+def pack_flags(flags: np.ndarray) -> np.ndarray:
+    """``[D, T] bool`` (``T <= 15``) -> ``[D] int16`` with bit ``t`` set where ``flags[:, t]``."""
+    f = np.asarray(flags, dtype=bool).reshape(len(flags), -1)
+    return (f.astype(np.int16) << np.arange(f.shape[1], dtype=np.int16)).sum(axis=1, dtype=np.int16)
+
+
+def unpack_flags(packed: np.ndarray, n: int) -> np.ndarray:
+    """Inverse of :func:`pack_flags`: ``[D] int`` -> ``[D, n] bool``."""
+    return ((np.asarray(packed, dtype=np.int64)[:, None] >> np.arange(n)) & 1).astype(bool)
+
+
+def detection_samples(
+    gt: GroundTruth, dets: Detections, voc_iou: float = 0.5, voc_legacy_coords: bool = False
+) -> dict[str, np.ndarray]:
+    """Per-image statistics from which ``bench.metrics.bootstrap`` recomputes mAP, mAP_50, mAP_75, mAP11
+    and mAPall on any multiset of the images, without matching again (matching is per image).
+
+    Images (``N``, in ``gt.image_ids`` order) and classes (``K``, ``gt.cat_ids`` order):
+
+    * ``image_id [N] int64``: COCO image ids;
+    * ``coco_npos, voc_npos [N, K] int32``: non-ignored GT (COCO: not crowd; VOC: not crowd, not difficult).
+
+    Detections (``D``, in input order, which breaks score ties as the evaluator does):
+
+    * ``det_image [D] int32`` (index into ``image_id``), ``det_class [D] int32``;
+    * ``det_score [D]``: float32 when that is exact, else float64;
+    * ``coco_tp, coco_ignored [D] int16``: bit ``t`` = TP / ignored at :data:`COCO_IOU_THRESHOLDS`
+      ``[t]`` (see :func:`coco_match`);
+    * ``voc_tp, voc_ignored [D] bool``: the VOC devkit's outcome at ``voc_iou`` (ignored = matched
+      a crowd or difficult GT).
+    """
+    tp, ignored, coco_npos = coco_match(gt, dets)
+    m = _voc_match(gt, dets, voc_legacy_coords)
+    order, vtp = voc_assign(m.d_cls, dets.score, m.best_iou, m.best_gt, np.append(m.gt_ignore, False), voc_iou)
+    voc_tp, voc_ignored = np.zeros(len(dets), dtype=bool), np.ones(len(dets), dtype=bool)
+    voc_tp[order], voc_ignored[order] = vtp, False
+    k, n_img = max(len(gt.cat_ids), 1), len(gt.image_ids)
+    voc_npos = np.bincount((m.g_img * k + m.g_cls)[~m.gt_ignore], minlength=n_img * k).reshape(n_img, k)
+    score32 = dets.score.astype(np.float32)
+    return {
+        "image_id": gt.image_ids.copy(),
+        "coco_npos": coco_npos.astype(np.int32),
+        "voc_npos": voc_npos.astype(np.int32),
+        "det_image": m.d_img.astype(np.int32),
+        "det_class": m.d_cls.astype(np.int32),
+        "det_score": score32 if np.array_equal(score32, dets.score) else dets.score.copy(),
+        "coco_tp": pack_flags(tp),
+        "coco_ignored": pack_flags(ignored),
+        "voc_tp": voc_tp,
+        "voc_ignored": voc_ignored,
+    }
 
 
 def evaluate_parsed(

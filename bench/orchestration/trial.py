@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config.catalog import TrialConfig
-from bench.results.record import Baseline, Provenance, Timings, TrialResult
+from bench.results.record import Baseline, ConfidenceSpec, Interval, Provenance, Timings, TrialResult
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,7 @@ def run_trial(cfg: TrialConfig, ctx: RunContext, progress: Callable[[dict[str, A
         from bench.engine.trainer import scalar_metrics
 
         metrics = out.metrics
+        samples, ci, ci_spec = _confidence(cfg, out.samples)
         timings = Timings(
             data_s=out.timings.get("data_s", 0.0), compute_s=out.timings.get("compute_s", 0.0),
             metric_s=out.timings.get("metric_s", 0.0), setup_s=setup_s, train_s=out.timings.get("train_s", 0.0),
@@ -101,7 +102,8 @@ def run_trial(cfg: TrialConfig, ctx: RunContext, progress: Callable[[dict[str, A
             extras=_jsonable(extras), history=out.history, training=out.training, test_images=out.test_images,
             baseline=_baseline(out.baseline), num_params=out.num_params, device=out.device, efficiency=out.efficiency,
             timings=timings, checkpoint=out.checkpoint, started_at=started, finished_at=now(),
-            dataset_version=dataset_version, metric_spec=metrics.get("spec"),
+            dataset_version=dataset_version, metric_spec=metrics.get("spec"), samples=samples, ci=ci,
+            ci_spec=ci_spec,
         )
     except Exception as exc:  # noqa: BLE001 - the whole point: a failure becomes a record
         return base_result(
@@ -119,6 +121,26 @@ def _baseline(test: Any) -> Baseline | None:
 
     return Baseline(name=test.name, metric=test.metric, score=test.score, test=test.test, p_value=test.p_value,
                     significant=test.significant, alpha=ALPHA)
+
+
+def _confidence(
+    cfg: TrialConfig, samples: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, dict[str, Interval], ConfidenceSpec | None]:
+    """The record's per-image samples (lists) and the bootstrap CI of each headline test metric.
+
+    ``train.bootstrap_samples`` resamples seeded with the trial's seed; 0 (or a task without
+    per-image resampling) keeps the samples and computes no CI.
+    """
+    from bench.metrics.bootstrap import TASK_METRICS, bootstrap_ci
+
+    if samples is None:
+        return None, {}, None
+    b = cfg.train.bootstrap_samples
+    if b == 0 or cfg.task not in TASK_METRICS:
+        return _jsonable(samples), {}, None
+    spec = ConfidenceSpec(samples=b, seed=cfg.seed)
+    ci = bootstrap_ci(cfg.task, samples, b, cfg.seed, spec.level)
+    return _jsonable(samples), {k: Interval(low=lo, high=hi) for k, (lo, hi) in ci.items()}, spec
 
 
 def _jsonable(obj: Any) -> Any:

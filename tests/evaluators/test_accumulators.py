@@ -167,3 +167,53 @@ def test_verification_threshold_from_validation() -> None:
     s, y = _ver_batches()[2]
     assert res["accuracy"] == pytest.approx(((s >= thr) == y).mean())
     assert test.compute()["accuracy"] is None
+
+
+# ---- per-image samples (bench.metrics.bootstrap) ----------------------------------------------
+
+SAMPLE_EVALUATORS = ["classification", "semantic_segmentation", "embedding", "detection"]
+
+
+@pytest.mark.parametrize("task", SAMPLE_EVALUATORS)
+def test_samples_survive_state_and_merge(task: str) -> None:
+    from bench.evaluators._image_ids import ImageIds
+
+    make, batches, _, state_kw = CASES[task]
+    whole = make()
+    for b in batches:
+        whole.update(*b)
+    expected = whole.samples()
+    cls, states, seen = type(whole), [], 0
+    for b in batches:
+        w = make()
+        if hasattr(w, "ids"):  # each worker knows the dataset indices of its share
+            n = len(b[1])
+            w.ids = ImageIds(range(seen, seen + n))
+            seen += n
+        w.update(*b)
+        states.append(pickle.loads(pickle.dumps(w.state())))
+    driver = cls.from_state(states[0], **state_kw)
+    for s in states[1:]:
+        driver.merge(cls.from_state(s, **state_kw))
+    got = driver.samples()
+    assert got.keys() == expected.keys()
+    for k in expected:
+        assert got[k].dtype == expected[k].dtype, k
+        np.testing.assert_array_equal(got[k], expected[k], err_msg=k)
+    assert len(np.unique(got["image_id"])) == len(got["image_id"])
+
+
+def test_image_ids_are_the_given_dataset_indices() -> None:
+    ev = EVALUATORS.get("classification").obj(6, image_ids=[5, 9, 11, 40])
+    scores, labels = _cls_batches()[0]
+    ev.update(scores[:3], labels[:3])
+    ev.update(scores[3:4], labels[3:4])
+    assert ev.samples()["image_id"].tolist() == [5, 9, 11, 40]
+    with pytest.raises(MetricInputError, match="5 images fed, but only 4 image ids were given"):
+        ev.update(scores[4:5], labels[4:5])
+    ev.reset()
+    ev.update(scores[:2], labels[:2])
+    assert ev.samples()["image_id"].tolist() == [5, 9]
+    seg = EVALUATORS.get("semantic_segmentation").obj(4)
+    seg.update(*_seg_batches()[1])
+    assert seg.samples()["image_id"].tolist() == [0, 1, 2]  # default: position in the feed

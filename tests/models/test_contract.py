@@ -185,6 +185,12 @@ def test_evaluates_to_task_metrics(subject: Subject) -> None:
     spec = TASKS.get(task.cfg.task).meta
     assert set(spec.headline_metrics) <= set(metrics)
     assert metrics["spec"].startswith("bench-metrics/")
+    # The per-image samples recompute the headline metrics (what the trial's bootstrap CI resamples).
+    from bench.metrics.bootstrap import resample_metrics
+
+    samples = evaluator.samples()
+    ones = [1] * len(samples["image_id"])
+    assert resample_metrics(task.cfg.task, samples, ones) == {k: metrics[k] for k in spec.headline_metrics}
 
 
 def test_checkpoint_round_trip(subject: Subject) -> None:
