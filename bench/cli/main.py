@@ -21,7 +21,7 @@ Typical session:
   bench run all                       train + evaluate every model (profile: cpu, or gpu with CUDA)
   bench run unet --profile smoke      one model, plumbing-only schedule
   bench run detection --output r.json every detection model, records to a JSON file
-  bench report                        leaderboards from the latest run -> reports/
+  bench report --results r.json       leaderboards from run records -> reports/
   bench eval detection --gt gt.json --pred dets.json --out m.json
                                       score saved predictions, no model needed
 \b

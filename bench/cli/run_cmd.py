@@ -95,9 +95,11 @@ def run_command(
     )
     results = execute(root, writer, target, prof.name, trials, cluster, output, annotated)
     if report:
-        from bench.reports.leaderboard import write_report
+        from bench.reports.leaderboard import ReportEntry, write_report
 
-        for p in write_report(writer.uri, root / "reports"):
+        entries = [ReportEntry(r, run=target) for r in results]
+        for p in write_report(entries, root / "reports", title=f"Leaderboard: bench run {target}",
+                              source=f"this run's {len(results)} trial record(s), profile {prof.name}"):
             console.print(f"wrote {p}")
     summary(results)
     if any(r.status != "ok" for r in results):

@@ -162,14 +162,14 @@ def test_run_all_smoke_local_ray_into_mlflow_server(mlflow_server: str, tmp_path
         assert task_plot in plots, plots
 
     # the leaderboard from those runs
-    rep = bench("report", "--out", str(tmp_path / "reports"), env=base_env(MLFLOW_TRACKING_URI=mlflow_server))
+    rep = bench("report", "--results", str(out), "--out", str(tmp_path / "reports"))
     assert rep.returncode == 0, rep.stderr
     md = (tmp_path / "reports" / "leaderboard.md").read_text()
     for model in ("resnet18", "faster_rcnn", "unet"):
         assert f"| {model} |" in md
-    assert "## detection on shapes (sorted by mAP)" in md
+    assert "## detection on shapes, profile smoke (sorted by mAP, higher is better)" in md
     html = (tmp_path / "reports" / "leaderboard.html").read_text()
-    assert "<table>" in html and "http" not in html.split("<body>")[1]  # self-contained
+    assert "<table class='lb'>" in html and "http" not in html.split("<body>")[1]  # self-contained
 
 
 def test_failed_build_does_not_stop_the_others(mlflow_server: str, tmp_path: Path, project: Path) -> None:
