@@ -80,7 +80,7 @@
   }
 
   // A line chart: series [{name, x: [...], y: [...]}] (null y values break the line).
-  function lineChart(title, xlabel, ylabel, series, yFixed) {
+  function lineChart(title, xlabel, ylabel, series, yFixed, legend = true) {
     const W = 360, H = 240, L = 52, R = 12, T = 22, B = 36;
     const xs = series.flatMap((s) => s.x), ys = series.flatMap((s) => s.y.filter((v) => v !== null));
     if (!ys.length) return "";
@@ -88,6 +88,7 @@
     let [y0, y1] = yFixed || [Math.min(...ys), Math.max(...ys)];
     if (x1 === x0) x1 = x0 + 1;
     if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
+    if (!yFixed) { const pad = (y1 - y0) * 0.06; y0 -= pad; y1 += pad; } // curves off the frame
     const px = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
     const py = (y) => H - B - ((y - y0) / (y1 - y0)) * (H - T - B);
     let s = `<svg class="chart" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}">`;
@@ -113,7 +114,7 @@
       });
       s += `<path d="${d}" fill="none" stroke="${color(k)}" stroke-width="1.5"><title>${esc(ser.name)}</title></path>`;
     });
-    if (series.length > 1 && series.length <= 4) {
+    if (legend && series.length > 1 && series.length <= 4) {
       series.forEach((ser, k) => {
         s += `<text x="${L + 8}" y="${T + 14 + 13 * k}" style="fill:${color(k)}">${esc(ser.name)}</text>`;
       });
@@ -137,7 +138,7 @@
     const series = pr.c.map(([name, ap, p]) => ({name: `${name} (AP ${ap === null ? "—" : ap.toFixed(3)})`, x: pr.r, y: p}));
     const legend = series.slice(0, 30).map((s, k) => `<li style="color:${color(k)}">${esc(s.name)}</li>`).join("");
     const more = series.length > 30 ? `<li>… ${series.length - 30} more</li>` : "";
-    return `<figure>${lineChart("precision-recall (VOC, per class)", "recall", "precision", series, [0, 1])}` +
+    return `<figure>${lineChart("precision-recall (VOC, per class)", "recall", "precision", series, [0, 1], false)}` +
       `<ul class="legend-list">${legend}${more}</ul></figure>`;
   }
 
@@ -145,9 +146,9 @@
   function confusionChart(cm) {
     if (!cm) return "";
     const m = cm.m, k = m.length, cell = Math.max(4, Math.min(28, Math.floor(360 / k))), L = 80, T = 24;
-    const W = L + k * cell + 10, H = T + k * cell + 70;
+    const W = Math.max(L + k * cell + 10, 260), H = T + k * cell + 70;
     let s = `<svg class="chart cm" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}">`;
-    s += `<text x="${L + (k * cell) / 2}" y="14" text-anchor="middle" class="axis">confusion matrix (row-normalised)</text>`;
+    s += `<text x="${W / 2}" y="14" text-anchor="middle" class="axis">confusion matrix (row-normalised)</text>`;
     m.forEach((row, i) => {
       const total = row.reduce((a, b) => a + b, 0);
       row.forEach((c, j) => {

@@ -194,9 +194,11 @@ def pareto_svg(table: Table) -> str:
         tip = f"{r.model}: {table.primary} {ys[i]:.4f}, {xs[i]:.3g} ms"
         parts.append(f"<circle class='{cls}' data-model='{esc(r.model)}' cx='{px(xs[i]):.1f}' cy='{py(ys[i]):.1f}' "
                      f"r='4'><title>{esc(tip)}</title></circle>")
-        if i in on_front:
-            parts.append(f"<text class='label' data-model='{esc(r.model)}' x='{px(xs[i]) + 6:.1f}' "
-                         f"y='{py(ys[i]) - 6:.1f}'>{esc(r.model)}</text>")
+        if i in on_front:  # labelled; to the left of points near the right edge, so the name stays inside
+            left = px(xs[i]) > W - MR - 100
+            x, anchor = (px(xs[i]) - 6, "end") if left else (px(xs[i]) + 6, "start")
+            parts.append(f"<text class='label' data-model='{esc(r.model)}' x='{x:.1f}' y='{py(ys[i]) - 6:.1f}' "
+                         f"text-anchor='{anchor}'>{esc(r.model)}</text>")
     parts.append("</svg>")
     return "".join(parts)
 
