@@ -19,6 +19,9 @@ import pytest
 from bench.reports.leaderboard import ReportEntry, write_report
 from tests.reports.records import detection_per_class, history, record
 
+# One worker runs them all under `pytest -n 2 --dist loadgroup`: one Chromium start, not two.
+pytestmark = pytest.mark.xdist_group("browser")
+
 
 def unavailable(reason: str) -> None:
     """Skip for ``reason``, or fail when CI requires the browser."""
