@@ -129,7 +129,8 @@
     const acc = [];
     if (h.a.some((v) => v !== null)) acc.push({name: "train acc", x: h.e, y: h.a});
     if (h.v.some((v) => v !== null)) acc.push({name: `val ${d.primary}`, x: h.e, y: h.v});
-    if (acc.length) out += lineChart("accuracy", "epoch", acc.map((a) => a.name).join(", "), acc);
+    if (acc.length) out += lineChart(acc.length > 1 ? "accuracy and validation" : acc[0].name, "epoch",
+      acc.map((a) => a.name).join(", "), acc);
     return out;
   }
 
@@ -141,6 +142,10 @@
     return `<figure>${lineChart("precision-recall (VOC, per class)", "recall", "precision", series, [0, 1], false)}` +
       `<ul class="legend-list">${legend}${more}</ul></figure>`;
   }
+
+  // A count that fits a 28 px cell: 950, 3.2k, 32k, 1.2M.
+  const compact = (c) => (c < 1000 ? String(c) : c < 1e4 ? (c / 1e3).toFixed(1) + "k" : c < 1e6
+    ? Math.round(c / 1e3) + "k" : (c / 1e6).toFixed(1) + "M");
 
   // Row-normalised heat map (rows = ground truth); counts written in the cells up to 20 classes.
   function confusionChart(cm) {
@@ -157,7 +162,7 @@
           `fill="rgba(31,119,180,${f.toFixed(3)})" stroke="#eee"><title>${esc(cm.n[i])} → ${esc(cm.n[j])}: ${c}</title></rect>`;
         if (k <= 20) {
           s += `<text x="${L + j * cell + cell / 2}" y="${T + i * cell + cell / 2 + 4}" text-anchor="middle" ` +
-            `style="fill:${f > 0.5 ? "#fff" : "#333"};font-size:9px">${c}</text>`;
+            `style="fill:${f > 0.5 ? "#fff" : "#333"};font-size:9px">${compact(c)}</text>`;
         }
       });
       if (k <= 30) s += `<text class="tick" x="${L - 4}" y="${T + i * cell + cell / 2 + 4}" text-anchor="end">${esc(cm.n[i])}</text>`;
