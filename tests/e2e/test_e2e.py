@@ -162,7 +162,7 @@ def test_run_all_smoke_local_ray_into_mlflow_server(mlflow_server: str, tmp_path
         assert task_plot in plots, plots
 
     # the leaderboard from those runs
-    rep = bench("report", "--results", str(out), "--out", str(tmp_path / "reports"))
+    rep = bench("report", "--results", str(out), "--out", str(tmp_path / "reports"), env=base_env())
     assert rep.returncode == 0, rep.stderr
     md = (tmp_path / "reports" / "leaderboard.md").read_text()
     for model in ("resnet18", "faster_rcnn", "unet"):
