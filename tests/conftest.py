@@ -6,12 +6,15 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tests never write the repository's results store (results/results.db) nor reuse its trials.
+os.environ.setdefault("BENCH_RESULTS", str(Path(tempfile.mkdtemp(prefix="bench-test-results-")) / "results.db"))
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `pytest -n 2` on two cores: one OpenMP thread per worker.  With torch's default of one thread
     # per core, the two workers (plus the e2e tests' Ray trials) oversubscribe the cores and OpenMP's

@@ -12,14 +12,16 @@ from bench.cli.common import console, err_console, user_errors
 HELP = """\
 Write reports/leaderboard.md and one self-contained reports/leaderboard.html from the results
 store ($BENCH_RESULTS, else results/results.db): for each (task, dataset, profile) the latest
-result of each model (every seed of the newest run that trained or reused it), or the trials of
-one run with --run. Metrics show mean ± 95% CI across seeds, or the bootstrap CI of one seed.
+result of each model (every seed of the newest run that trained or reused it), the trials of one
+run with --run, or the records of `bench run --output FILE` files with --results (no store).
+Metrics show mean ± 95% CI across seeds, or the bootstrap CI of one seed.
 
 \b
 Examples:
   bench report
   bench report --profile cpu --out /tmp/lb
   bench report --run all-20261202-101500
+  bench report --results out/base.json --results out/cand.json
 """
 
 
@@ -28,20 +30,38 @@ def report_command(
     run: Annotated[str | None, typer.Option(help="a run name (see `bench runs`) instead of the latest results")]
     = None,
     profile: Annotated[list[str] | None, typer.Option(help="only these profiles (repeatable)")] = None,
+    results: Annotated[list[Path] | None, typer.Option(help="a `bench run --output` file instead of the store "
+                                                            "(repeatable; each is a run named after the file)")]
+    = None,
 ) -> None:
     with user_errors():
         from bench.cli.run_cmd import open_store
         from bench.paths import project_root
 
         root = project_root()
-        store = open_store(root)
         try:
-            paths = write_latest(store, out or root / "reports", run, profile)
+            if results:
+                paths = write_files(results, out or root / "reports")
+            else:
+                paths = write_latest(open_store(root), out or root / "reports", run, profile)
         except LookupError as exc:
             err_console.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2) from None
         for p in paths:
             console.print(f"wrote {p}")
+
+
+def write_files(files: list[Path], out_dir: Path) -> list[Path]:
+    """The leaderboard of the records in ``bench run --output`` files (of any bench version)."""
+    from bench.reports.leaderboard import ReportEntry, write_report
+    from bench.results.compare import read_results_file
+
+    try:
+        entries = [ReportEntry(r, f.stem) for f in files for r in read_results_file(f)]
+    except ValueError as exc:
+        raise LookupError(str(exc)) from None
+    names = ", ".join(str(f) for f in files)
+    return write_report(entries, out_dir, title=f"results {names}", source=f"records of {names}")
 
 
 def write_latest(store: Any, out_dir: Path, run: str | None = None, profiles: list[str] | None = None) -> list[Path]:

@@ -1,216 +1,434 @@
-"""Leaderboards from MLflow runs: one table per (task, dataset), sorted by the task's primary metric.
+"""Leaderboards from typed trial records: one table per (task, dataset, profile), one row per model.
 
-Reads what the driver logged; computes no metric itself.  Besides the test metrics each row shows
-how training ended (``epochs_done``/``epochs_planned``, ``stopped_by``), the final epoch's training
-accuracy (or loss), the number of test images scored, and "≈ baseline" when the worker's test
-against the task's baseline (``bench.metrics.significance``) was not significant; each table states
-its baseline and test set size under its heading.
+The caller chooses the records (the latest per model, or those of one run) and wraps each in a
+:class:`ReportEntry` naming the run it came from; nothing here reads MLflow or a database, and no
+metric is computed beyond aggregating the recorded ones over a model's seeds:
+
+* the cell of a metric is the mean over the model's ok seeds, with a 95% interval: with two or more
+  seeds, the t-interval of that mean across seeds (shown ``mean ± half-width``); with one seed, that
+  record's bootstrap interval over test images (``TrialResult.ci``, shown ``mean [low, high]``);
+* rows are sorted by the task's primary metric (``bench.tasks``); models of a task that also ranks
+  on another (Siamese models on classification) appear in both tables;
+* each row also says how training ended, the last epoch's training accuracy, the test images scored,
+  the efficiency at test time (``TrialResult.efficiency``), its status and its run(s), and
+  ``≈ baseline`` when the worker's test against the task's trivial baseline was not significant.
+
+:func:`to_markdown` and :func:`to_html` (``bench.reports.page``) render the tables;
+:func:`write_report` writes both.
 """
 
 from __future__ import annotations
 
-import html
-from dataclasses import dataclass
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 from bench.metrics.significance import ALPHA
-from bench.tasks import TASKS
-from bench.tracking.mlflow_writer import EXPERIMENT, TAG_KIND
+from bench.results.record import TrialResult
+from bench.tasks import TASKS, TaskSpec
+
+#: Confidence level of every interval on the leaderboard.
+LEVEL = 0.95
+MISSING = "—"
+
+
+@dataclass(frozen=True)
+class ReportEntry:
+    """One record to show, and the run it was produced in (or reused by, when ``cached``)."""
+
+    record: TrialResult
+    run: str
+    cached: bool = False
+
+
+@dataclass(frozen=True)
+class ReportMeta:
+    """What the page is about: its title and where its records came from (one line each)."""
+
+    title: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A metric over a model's ok seeds: their mean and a 95% interval.
+
+    ``method`` is ``"t"`` (t-interval of the mean across ``n >= 2`` seeds), ``"bootstrap"`` (the
+    single seed's bootstrap interval over test images) or ``""`` (no interval known).
+    """
+
+    mean: float
+    low: float | None = None
+    high: float | None = None
+    method: Literal["t", "bootstrap", ""] = ""
+    n: int = 1
+
+    def text(self, digits: int = 4) -> str:
+        """``0.9120 ± 0.0131`` (across seeds), ``0.9120 [0.8990, 0.9250]`` (bootstrap) or ``0.9120``."""
+        if self.low is None or self.high is None:
+            return f"{self.mean:.{digits}f}"
+        if self.method == "t":
+            return f"{self.mean:.{digits}f} ± {(self.high - self.low) / 2:.{digits}f}"
+        return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
 
 @dataclass(frozen=True)
 class Row:
-    """One trial on a leaderboard."""
+    """One model on one (task, dataset, profile): its seeds aggregated."""
 
     model: str
-    status: str
-    metrics: dict[str, float | None]
-    num_params: float | None
-    train_time_s: float | None
-    inference_ms: float | None
-    run_id: str
-    error: str
-    training: str = "—"  # "1.5/30 ep, time limit", "30/30 ep"
-    train_fit: str = "—"  # final epoch's training accuracy, else "loss X"
-    test_images: int | None = None
-    baseline: str = ""  # "majority class: top1 = 0.3400 (binomial, one-sided)"
-    notes: str = ""  # "≈ baseline" when not significantly above it
+    task: str  # the model's own task (``verification`` for a Siamese row of a classification table)
+    status: str  # "ok", "cached", "ok (2 of 3 cached)", "failed: <reason>"
+    metrics: dict[str, Stat]
+    seeds: int  # ok seeds aggregated
+    failed_seeds: int
+    training: str  # "1.5/30 ep, time limit", "30/30 ep"
+    train_fit: str  # the last epoch's training accuracy (mean over seeds), else "loss X"
+    test_images: str  # "300", or "100–300" when seeds differ
+    params: int | None
+    flops: float | None
+    latency_ms: float | None
+    throughput_ips: float | None
+    peak_memory_mb: float | None
+    baseline: str  # "majority class: top1 = 0.3400 (binomial, one-sided)"
+    notes: str  # "≈ baseline" when not significantly above it
+    runs: tuple[str, ...]
+    # The ok records aggregated (failed ones when none is ok): the drill-down draws from them.
+    records: tuple[TrialResult, ...] = field(repr=False, default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.status.startswith("failed")
 
 
 @dataclass(frozen=True)
 class Table:
-    """The rows of one (task, dataset) pair, best first."""
+    """The rows of one (task, dataset, profile), best first by ``primary``."""
 
     task: str
     dataset: str
-    columns: tuple[str, ...]
+    profile: str
+    primary: str
+    higher_is_better: bool
+    columns: tuple[str, ...]  # metric columns, in order
     rows: list[Row]
 
 
-def latest_suite_run(client: Any, experiment_id: str) -> Any:
-    """The newest parent (``bench.kind = suite``) run of the experiment."""
-    runs = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'suite'", order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if not runs:
-        raise LookupError("no bench runs in MLflow yet; run `bench run all` first")
-    return runs[0]
+# --------------------------------------------------------------------------------------------
+# Aggregation
+# --------------------------------------------------------------------------------------------
 
 
-def collect(uri: str, run_id: str | None = None) -> tuple[Any, list[Table]]:
-    """The parent run (``run_id`` or the latest) and its leaderboard tables."""
-    from mlflow.tracking import MlflowClient
+@lru_cache(maxsize=256)
+def t_quantile(df: int, level: float = LEVEL) -> float:
+    """Two-sided Student-t quantile ``t_{(1+level)/2, df}`` (cached: one per seed count)."""
+    from scipy.stats import t
 
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(EXPERIMENT)
-    if exp is None:
-        raise LookupError(f"no '{EXPERIMENT}' experiment at {uri}; run `bench run all` first")
-    parent = client.get_run(run_id) if run_id else latest_suite_run(client, exp.experiment_id)
-    children = client.search_runs(
-        [exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", max_results=5000
-    )
-    groups: dict[tuple[str, str], list[Row]] = {}
-    extra: dict[str, list[str]] = {}  # task -> columns added by models of other tasks ranked on it
-    for run in children:
-        m, t = run.data.metrics, run.data.tags
-        row = Row(
-            model=t.get("model", run.info.run_name), status=t.get("status", run.info.status.lower()),
-            metrics={k.removeprefix("test_"): v for k, v in m.items() if k.startswith("test_") and k != "test_images"},
-            num_params=m.get("num_params"), train_time_s=m.get("train_time_s"),
-            inference_ms=m.get("inference_ms_per_image"), run_id=run.info.run_id, error=t.get("error", ""),
-            training=training_cell(m, t), train_fit=train_fit_cell(m),
-            test_images=None if m.get("test_images") is None else int(m["test_images"]),
-            baseline=baseline_text(m, t), notes="≈ baseline" if t.get("baseline_significant") == "false" else "",
-        )
-        task = t.get("task", "?")
-        groups.setdefault((task, t.get("dataset", "?")), []).append(row)
-        # Siamese models also rank on classification (nearest class mean): same row, both tables.
-        for other in (TASKS.get(task).meta.also_ranks_on if task in TASKS else ()):
-            groups.setdefault((other, t.get("dataset", "?")), []).append(row)
-            extra.setdefault(other, []).append(TASKS.get(task).meta.primary_metric)
-    tables = []
-    for (task, dataset), rows in sorted(groups.items()):
-        spec = TASKS.get(task).meta if task in TASKS else None
-        columns = (*spec.headline_metrics, *dict.fromkeys(extra.get(task, []))) if spec else ()
-        key = spec.primary_metric if spec else ""
-        sign = -1 if (spec is None or spec.higher_is_better) else 1
-
-        def order(r: Row, key: str = key, sign: int = sign) -> tuple[int, float, str]:
-            v = r.metrics.get(key)
-            return (r.status != "ok" or v is None, sign * (v or 0.0), r.model)
-
-        tables.append(Table(task, dataset, columns, sorted(rows, key=order)))
-    return parent, tables
+    return float(t.ppf((1 + level) / 2, df))
 
 
-def training_cell(metrics: dict[str, float], tags: dict[str, str]) -> str:
-    """``"1.5/30 ep, time limit"`` or ``"30/30 ep"`` from the logged ``epochs_*`` and ``stopped_by``."""
-    done, planned = metrics.get("epochs_done"), metrics.get("epochs_planned")
-    if done is None or planned is None:
-        return "—"
+def seed_stat(values: Sequence[float], single_ci: tuple[float, float] | None = None) -> Stat:
+    """Mean of ``values`` (one per ok seed) with its 95% interval.
+
+    Two or more seeds: ``mean ± t_{0.975, n-1} · s / √n`` (``s`` the sample standard deviation), the
+    variation between training runs.  One seed: ``single_ci``, that run's bootstrap interval over
+    test images (variation of the test set only), when it has one.
+    """
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n >= 2:
+        half = t_quantile(n - 1) * statistics.stdev(values) / math.sqrt(n)
+        return Stat(mean, mean - half, mean + half, "t", n)
+    if single_ci is not None:
+        return Stat(mean, single_ci[0], single_ci[1], "bootstrap", 1)
+    return Stat(mean)
+
+
+def aggregate_metrics(records: Sequence[TrialResult]) -> dict[str, Stat]:
+    """Every scalar metric of the ok ``records`` (one per seed) as a :class:`Stat`."""
+    names = dict.fromkeys(k for r in records for k in r.metrics)
+    out: dict[str, Stat] = {}
+    for name in names:
+        have = [r for r in records if r.metrics.get(name) is not None]
+        if not have:
+            continue
+        ci = have[0].ci.get(name) if len(have) == 1 else None
+        out[name] = seed_stat([float(r.metrics[name]) for r in have], None if ci is None else (ci.low, ci.high))
+    return out
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    return math.fsum(vals) / len(vals) if vals else None
+
+
+def _first(values: Iterable[float | int | None]) -> float | int | None:
+    return next((v for v in values if v is not None), None)
+
+
+def training_cell(records: Sequence[TrialResult]) -> str:
+    """``"1.5/30 ep, time limit"``, ``"30/30 ep"``; over seeds the mean epochs done and how many were cut."""
+    ends = [r.training for r in records if r.training is not None]
+    if not ends:
+        return MISSING
+    done = math.fsum(e.epochs_done for e in ends) / len(ends)
+    planned = max(e.epochs_planned for e in ends)
     # Two significant digits below one epoch: a 90 s MNIST trial of VGG does 0.04 of an epoch, not 0.
     shown = f"{done:.2g}" if 0 < done < 1 else f"{done:.1f}".rstrip("0").rstrip(".")
-    text = f"{shown}/{planned:.0f} ep"
-    return text + (", time limit" if tags.get("stopped_by") == "time_limit" else "")
+    cut = sum(e.stopped_by == "time_limit" for e in ends)
+    text = f"{shown}/{planned} ep"
+    if cut == len(ends):
+        return text + ", time limit"
+    return text + (f", time limit in {cut}/{len(ends)}" if cut else "")
 
 
-def train_fit_cell(metrics: dict[str, float]) -> str:
-    """The final epoch's training accuracy, or ``"loss X"`` where the task logs no accuracy."""
-    if metrics.get("train_acc") is not None:
-        return _fmt(metrics["train_acc"])
-    return "—" if metrics.get("train_loss") is None else f"loss {metrics['train_loss']:.4g}"
+def train_fit_cell(records: Sequence[TrialResult]) -> str:
+    """The last epoch's training accuracy (mean over seeds), or ``"loss X"`` where the task has none."""
+    last = [r.history[-1] for r in records if r.history]
+    acc = _mean(h.train_acc for h in last)
+    if acc is not None:
+        return f"{acc:.4f}"
+    loss = _mean(h.train_loss for h in last)
+    return MISSING if loss is None else f"loss {loss:.4g}"
 
 
-def baseline_text(metrics: dict[str, float], tags: dict[str, str]) -> str:
-    """``"majority class: top1 = 0.3400 (binomial, one-sided)"``; empty when none was logged."""
-    if not tags.get("baseline"):
+def images_cell(records: Sequence[TrialResult]) -> str:
+    """Test images scored: one number, or ``"min–max"`` when the seeds scored different subsets."""
+    sizes = sorted({r.test_images for r in records if r.test_images is not None})
+    if not sizes:
+        return MISSING
+    return str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}"
+
+
+def baseline_text(record: TrialResult) -> str:
+    """``"majority class: top1 = 0.3400 (binomial, one-sided)"``; empty without a baseline."""
+    b = record.baseline
+    if b is None:
         return ""
-    return (f"{tags['baseline']}: {tags.get('baseline_metric', '?')} = {_fmt(metrics.get('baseline_score'))}"
-            f" ({tags.get('baseline_test', '?')})")
+    score = MISSING if b.score is None else f"{b.score:.4f}"
+    return f"{b.name}: {b.metric} = {score} ({b.test})"
+
+
+def baseline_note(records: Sequence[TrialResult]) -> str:
+    """``≈ baseline`` when the seeds' scores were not significantly above the baseline (some of them: how many)."""
+    tested = [r.baseline.significant for r in records if r.baseline is not None and r.baseline.significant is not None]
+    weak = sum(not s for s in tested)
+    if not weak:
+        return ""
+    return "≈ baseline" if weak == len(tested) else f"≈ baseline in {weak}/{len(tested)} seeds"
+
+
+def status_cell(ok: Sequence[ReportEntry], failed: Sequence[ReportEntry]) -> str:
+    """``ok``, ``cached`` (every ok seed reused from an earlier run), ``ok (k of n cached)`` or ``failed: <reason>``."""
+    if not ok:
+        reason = " ".join((failed[-1].record.error or "unknown error").split())  # one line, for the table
+        return f"failed: {reason[:80]}"
+    cached = sum(e.cached for e in ok)
+    if cached == 0:
+        return "ok"
+    return "cached" if cached == len(ok) else f"ok ({cached} of {len(ok)} cached)"
+
+
+def build_row(entries: Sequence[ReportEntry]) -> Row:
+    """The row of one model's entries (its seeds) on one (task, dataset, profile)."""
+    ok = [e for e in entries if e.record.status == "ok"]
+    failed = [e for e in entries if e.record.status != "ok"]
+    recs = [e.record for e in ok]
+    eff = [r.efficiency for r in recs if r.efficiency is not None]
+    first = entries[0].record
+    return Row(
+        model=first.model, task=first.task, status=status_cell(ok, failed), metrics=aggregate_metrics(recs),
+        seeds=len(ok), failed_seeds=len(failed), training=training_cell(recs), train_fit=train_fit_cell(recs),
+        test_images=images_cell(recs),
+        params=_first([*(e.params for e in eff), *(r.num_params for r in recs)]),  # type: ignore[arg-type]
+        flops=_first(e.flops for e in eff), latency_ms=_mean(e.latency_ms for e in eff),
+        throughput_ips=_mean(e.throughput_ips for e in eff), peak_memory_mb=_mean(e.peak_memory_mb for e in eff),
+        baseline=next((baseline_text(r) for r in recs if r.baseline is not None), ""),
+        notes=baseline_note(recs), runs=tuple(dict.fromkeys(e.run for e in entries)),
+        records=tuple(recs) if recs else tuple(e.record for e in failed),
+    )
+
+
+def _spec(task: str) -> TaskSpec | None:
+    return TASKS.get(task).meta if task in TASKS else None
+
+
+def sort_rows(rows: Iterable[Row], primary: str, higher_is_better: bool) -> list[Row]:
+    """Best first by ``primary``; rows without it next, failed rows last; ties by model name."""
+    sign = -1.0 if higher_is_better else 1.0
+
+    def key(r: Row) -> tuple[bool, bool, float, str]:
+        s = r.metrics.get(primary)
+        return (not r.ok, s is None, sign * s.mean if s else 0.0, r.model)
+
+    return sorted(rows, key=key)
+
+
+def build_tables(entries: Sequence[ReportEntry]) -> list[Table]:
+    """One table per (task, dataset, profile), one row per model (its seeds aggregated), sorted by the primary metric.
+
+    A model whose task also ranks on another (``TaskSpec.also_ranks_on``) appears in that task's table
+    too, which then gains a column for the joining task's primary metric.
+    """
+    groups: dict[tuple[str, str, str, str], list[ReportEntry]] = {}
+    for e in entries:
+        r = e.record
+        groups.setdefault((r.task, r.dataset, r.profile, r.model), []).append(e)
+    boards: dict[tuple[str, str, str], list[Row]] = {}
+    extra: dict[str, list[str]] = {}  # task -> columns added by models of other tasks ranked on it
+    for (task, dataset, profile, _), group in groups.items():
+        row = build_row(group)
+        boards.setdefault((task, dataset, profile), []).append(row)
+        spec = _spec(task)
+        for other in spec.also_ranks_on if spec else ():
+            boards.setdefault((other, dataset, profile), []).append(row)
+            extra.setdefault(other, []).append(spec.primary_metric)  # type: ignore[union-attr]
+    tables = []
+    for (task, dataset, profile), rows in sorted(boards.items()):
+        spec = _spec(task)
+        primary = spec.primary_metric if spec else next(iter(rows[0].metrics), "")
+        higher = spec.higher_is_better if spec else True
+        columns = (*spec.headline_metrics, *dict.fromkeys(extra.get(task, []))) if spec else tuple(
+            dict.fromkeys(k for r in rows for k in r.metrics))
+        tables.append(Table(task, dataset, profile, primary, higher, columns, sort_rows(rows, primary, higher)))
+    return tables
+
+
+def pareto_front(points: Sequence[tuple[float, float]], higher_is_better: bool = True) -> list[int]:
+    """Indices of the points ``(cost, score)`` that no other point dominates, by increasing cost.
+
+    A point is dominated when another has cost <= and score >= (<= when not ``higher_is_better``),
+    one of them strictly.  Of exact duplicates the first is kept.  O(N log N): sweep by cost, keep a
+    point when its score beats every cheaper one.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -sign * points[i][1], i))
+    front: list[int] = []
+    best = -math.inf
+    for i in order:
+        score = sign * points[i][1]
+        if score > best:
+            front.append(i)
+            best = score
+    return front
+
+
+# --------------------------------------------------------------------------------------------
+# Cells and Markdown
+# --------------------------------------------------------------------------------------------
 
 
 def table_notes(table: Table) -> list[str]:
     """The lines under a table's heading: its baseline(s) and the number of test images scored."""
-    ok = [r for r in table.rows if r.status == "ok"]
+    ok = [r for r in table.rows if r.ok]
     baselines = list(dict.fromkeys(r.baseline for r in ok if r.baseline))
-    sizes = sorted({r.test_images for r in ok if r.test_images is not None})
+    sizes = list(dict.fromkeys(r.test_images for r in ok if r.test_images != MISSING))
     lines = []
     if baselines:
         lines.append(f"Baseline: {'; '.join(baselines)}. \"≈ baseline\": not significantly above it "
                      f"(one-sided, {ALPHA:.0%} level).")
     if sizes:
-        lines.append(f"Test images scored: {', '.join(str(n) for n in sizes)}" + (" (differs by row)." if
-                                                                                   len(sizes) > 1 else "."))
+        lines.append(f"Test images scored: {', '.join(sizes)}" + (" (differs by row)." if len(sizes) > 1 else "."))
     return lines
 
 
-def _fmt(v: float | None, digits: int = 4) -> str:
-    return "—" if v is None else f"{v:.{digits}f}"
+#: The columns after the metrics, with how each row fills them.
+TAIL_HEADERS = ("seeds", "training", "train acc", "test n", "params", "FLOPs", "latency ms", "img/s", "peak MB",
+                "status", "notes", "run")
 
 
-def _cells(table: Table, row: Row) -> list[str]:
-    params = "—" if row.num_params is None else f"{row.num_params / 1e6:.2f}M"
-    status = row.status if row.status == "ok" else f"failed: {row.error[:80]}"
-    test_n = "—" if row.test_images is None else str(row.test_images)
-    return [row.model, *(_fmt(row.metrics.get(c)) for c in table.columns), params,
-            _fmt(row.train_time_s, 1), _fmt(row.inference_ms, 2), row.training, row.train_fit, test_n, status,
-            row.notes]
+def fmt(v: float | None, digits: int = 2) -> str:
+    return MISSING if v is None else f"{v:.{digits}f}"
+
+
+def si(v: float | None) -> str:
+    """``11.18M``, ``1.82G``: parameters and FLOPs at a glance."""
+    if v is None:
+        return MISSING
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale:
+            return f"{v / scale:.2f}{suffix}"
+    return f"{v:.0f}"
+
+
+def seeds_cell(row: Row) -> str:
+    return str(row.seeds) + (f" (+{row.failed_seeds} failed)" if row.failed_seeds and row.seeds else "")
+
+
+def runs_cell(row: Row, shown: int = 2) -> str:
+    """The run names, the first ``shown`` of them and how many more."""
+    more = len(row.runs) - shown
+    return ", ".join(row.runs[:shown]) + (f" +{more}" if more > 0 else "")
+
+
+def tail_cells(row: Row) -> list[str]:
+    """The cells of :data:`TAIL_HEADERS`, as text."""
+    return [seeds_cell(row), row.training, row.train_fit, row.test_images, si(row.params), si(row.flops),
+            fmt(row.latency_ms), fmt(row.throughput_ips, 0), fmt(row.peak_memory_mb, 0), row.status, row.notes,
+            runs_cell(row)]
+
+
+def metric_cell(row: Row, name: str) -> str:
+    s = row.metrics.get(name)
+    return MISSING if s is None else s.text()
 
 
 def headers(table: Table) -> list[str]:
-    return ["model", *table.columns, "params", "train s", "infer ms/img", "training", "train acc", "test n",
-            "status", "notes"]
+    return ["model", *table.columns, *TAIL_HEADERS]
 
 
-def to_markdown(parent: Any, tables: list[Table]) -> str:
-    """The leaderboard as Markdown."""
-    lines = [f"# Leaderboard: {parent.info.run_name}", "",
-             f"MLflow parent run `{parent.info.run_id}`; profile `{parent.data.tags.get('profile', '?')}`; "
-             f"git `{parent.data.tags.get('git_sha', '?')}`.", ""]
+def heading(table: Table) -> str:
+    direction = "higher" if table.higher_is_better else "lower"
+    return (f"{table.task} on {table.dataset}, profile {table.profile} "
+            f"(sorted by {table.primary}, {direction} is better)")
+
+
+INTERVALS = (f"Metric cells: the mean over a model's ok seeds. `± h`: half-width of the {LEVEL:.0%} t-interval "
+             f"of that mean across seeds (two or more seeds: variation between training runs). `[low, high]`: "
+             f"the single seed's {LEVEL:.0%} percentile-bootstrap interval over test images. No interval: "
+             "none was recorded.")
+
+
+def _md(text: str) -> str:
+    """A Markdown table cell: pipes escaped (error messages may hold them)."""
+    return text.replace("|", "\\|")
+
+
+def to_markdown(tables: Sequence[Table], meta: ReportMeta) -> str:
+    """The leaderboard as Markdown: a heading, notes and a table per (task, dataset, profile)."""
+    lines = [f"# {meta.title}", "", f"Source: {meta.source}.", "", INTERVALS, ""]
+    if not tables:
+        lines += ["No trials to show.", ""]
     for t in tables:
-        primary = TASKS.get(t.task).meta.primary_metric if t.task in TASKS else "?"
-        lines += [f"## {t.task} on {t.dataset} (sorted by {primary})", ""]
-        lines += [*(f"{n}  " for n in table_notes(t)), ""] if table_notes(t) else []
+        lines += [f"## {heading(t)}", ""]
+        notes = table_notes(t)
+        lines += [*(f"{n}  " for n in notes), ""] if notes else []
         hdr = headers(t)
         lines += ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
-        lines += ["| " + " | ".join(_cells(t, r)) + " |" for r in t.rows]
+        for r in t.rows:
+            cells = [r.model, *(metric_cell(r, c) for c in t.columns), *tail_cells(r)]
+            lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
-CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
-th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}th{background:#f0f0f0}td:first-child,th:first-child
-{text-align:left}tr.failed td{color:#a00}caption{text-align:left;font-weight:bold;font-size:1.1em}"""
+def to_html(tables: Sequence[Table], meta: ReportMeta) -> str:
+    """The leaderboard as one self-contained, interactive HTML page (see ``bench.reports.page``)."""
+    from bench.reports.page import render
+
+    return render(tables, meta)
 
 
-def to_html(parent: Any, tables: list[Table]) -> str:
-    """The leaderboard as one self-contained HTML page (inline CSS, no external assets)."""
-    esc = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>bench leaderboard</title>"
-             f"<style>{CSS}</style></head><body><h1>Leaderboard: {esc(parent.info.run_name)}</h1>",
-             f"<p>MLflow parent run <code>{esc(parent.info.run_id)}</code>; profile "
-             f"<code>{esc(parent.data.tags.get('profile', '?'))}</code>; git "
-             f"<code>{esc(parent.data.tags.get('git_sha', '?'))}</code>.</p>"]
-    for t in tables:
-        primary = TASKS.get(t.task).meta.primary_metric if t.task in TASKS else "?"
-        notes = "".join(f"<br><small>{esc(n)}</small>" for n in table_notes(t))
-        parts.append(f"<table><caption>{esc(t.task)} on {esc(t.dataset)} (sorted by {esc(primary)}){notes}</caption>")
-        parts.append("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers(t)) + "</tr>")
-        for r in t.rows:
-            cls = "" if r.status == "ok" else " class='failed'"
-            parts.append(f"<tr{cls}>" + "".join(f"<td>{esc(c)}</td>" for c in _cells(t, r)) + "</tr>")
-        parts.append("</table>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def write_report(uri: str, out_dir: Path, run_id: str | None = None) -> list[Path]:
-    """Write ``leaderboard.md`` and ``leaderboard.html`` under ``out_dir``; return their paths."""
-    parent, tables = collect(uri, run_id)
+def write_report(entries: Sequence[ReportEntry], out_dir: Path, title: str, source: str) -> list[Path]:
+    """Write ``leaderboard.md`` and ``leaderboard.html`` of ``entries`` under ``out_dir``; return their paths."""
+    tables = build_tables(entries)
+    meta = ReportMeta(title, source)
     out_dir.mkdir(parents=True, exist_ok=True)
     md, page = out_dir / "leaderboard.md", out_dir / "leaderboard.html"
-    md.write_text(to_markdown(parent, tables))
-    page.write_text(to_html(parent, tables))
+    md.write_text(to_markdown(tables, meta))
+    page.write_text(to_html(tables, meta))
     return [md, page]

@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -62,8 +63,12 @@ def stop_process_tree(proc: subprocess.Popen[bytes]) -> None:
 
 
 def base_env(**extra: str) -> dict[str, str]:
+    """The environment of a `bench` subprocess: offline, plain progress, and a fresh results store
+    (never the repository's, and no trial reused from an earlier call) unless ``extra`` names one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_", "BENCH_"))}
-    env.update(PATH=f"{BIN}:{env.get('PATH', '')}", HF_HUB_OFFLINE="1", BENCH_PLAIN_PROGRESS="1", **extra)
+    env.update(PATH=f"{BIN}:{env.get('PATH', '')}", HF_HUB_OFFLINE="1", BENCH_PLAIN_PROGRESS="1",
+               BENCH_RESULTS=str(Path(tempfile.mkdtemp(prefix="bench-results-")) / "results.db"))
+    env.update(extra)
     return env
 
 
@@ -162,14 +167,14 @@ def test_run_all_smoke_local_ray_into_mlflow_server(mlflow_server: str, tmp_path
         assert task_plot in plots, plots
 
     # the leaderboard from those runs
-    rep = bench("report", "--out", str(tmp_path / "reports"), env=base_env(MLFLOW_TRACKING_URI=mlflow_server))
+    rep = bench("report", "--results", str(out), "--out", str(tmp_path / "reports"), env=base_env())
     assert rep.returncode == 0, rep.stderr
     md = (tmp_path / "reports" / "leaderboard.md").read_text()
     for model in ("resnet18", "faster_rcnn", "unet"):
         assert f"| {model} |" in md
-    assert "## detection on shapes (sorted by mAP)" in md
+    assert "## detection on shapes, profile smoke (sorted by mAP, higher is better)" in md
     html = (tmp_path / "reports" / "leaderboard.html").read_text()
-    assert "<table>" in html and "http" not in html.split("<body>")[1]  # self-contained
+    assert "<table class='lb'>" in html and "http" not in html.split("<body>")[1]  # self-contained
 
 
 def test_failed_build_does_not_stop_the_others(mlflow_server: str, tmp_path: Path, project: Path) -> None:
