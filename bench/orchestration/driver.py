@@ -17,11 +17,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.config.catalog import Catalog, ResolvedTrial, TrialConfig
 from bench.results.record import TrialResult
 from bench.results.store import ResultsStore, StoredRecord
+
+if TYPE_CHECKING:  # Ray and MLflow are imported only when a run needs them
+    from bench.orchestration.ray_runner import ClusterInfo
+    from bench.tracking.mlflow_writer import MlflowWriter
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,7 @@ class Driver:
     pushes later).  ``on_result(result, cached)`` is called for each record as it lands (display).
     """
 
-    def __init__(self, project: Path, store: ResultsStore, writer: Any | None,
+    def __init__(self, project: Path, store: ResultsStore, writer: MlflowWriter | None,
                  on_result: Callable[[TrialResult, bool], None], on_warning: Callable[[str], None]) -> None:
         self.project = project
         self.store = store
@@ -159,7 +163,7 @@ class Driver:
         self.on_result = on_result
         self.on_warning = on_warning
 
-    def run(self, plan: RunPlan, cluster: Callable[[], Any], on_event: Callable[[dict[str, Any]], None],
+    def run(self, plan: RunPlan, cluster: Callable[[], ClusterInfo], on_event: Callable[[dict[str, Any]], None],
             force: bool = False, output: Path | None = None, run_name: str | None = None) -> RunOutcome:
         """Reuse, submit, collect, store and sync every trial of ``plan``.
 
@@ -173,7 +177,7 @@ class Driver:
         name = run_name or f"{plan.target}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.store.start_run(name, plan.target, plan.profile, sha, plan.code_version)
         if self.writer is not None:
-            self._start_parent(name, plan, sha)
+            self._start_parent(self.writer, name, plan, sha)
         outcome = RunOutcome(name)
         todo = []
         for p in plan.trials:
@@ -212,9 +216,9 @@ class Driver:
         self._finish(outcome, len(plan.trials))
         return outcome
 
-    def _start_parent(self, name: str, plan: RunPlan, sha: str) -> None:
+    def _start_parent(self, writer: MlflowWriter, name: str, plan: RunPlan, sha: str) -> None:
         try:
-            parent = self.writer.start_parent(
+            parent = writer.start_parent(
                 name, tags={"target": plan.target, "profile": plan.profile, "git_sha": sha,
                             "code_version": plan.code_version, "ray_address": os.environ.get("RAY_ADDRESS", "local")},
                 params={"target": plan.target, "profile": plan.profile, "seeds": ",".join(map(str, plan.seeds)),
