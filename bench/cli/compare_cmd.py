@@ -20,8 +20,9 @@ results store.
 
 `regressed` needs the candidate to be worse beyond both the tolerance (configs/regression.yaml,
 absolute and relative, per metric) and the noise: a paired bootstrap over the same test images
-(seeds resampled too) when both sides kept per-image statistics, else the spread across seeds.
-Exit code: 1 when a row regressed or a candidate trial failed, 0 otherwise, 2 on bad input.
+(seeds resampled too) when both sides kept per-image statistics, else the spread across seeds;
+where a side has one seed, the seed-to-seed spread of the newest multi-seed run of that model in
+the results store is added. Exit code: 1 when a row regressed or a candidate trial failed, 0 otherwise, 2 on bad input.
 
 \b
 Examples:
@@ -41,7 +42,7 @@ def compare_command(
     with user_errors():
         from bench.cli.common import catalog
         from bench.cli.run_cmd import open_store
-        from bench.results.compare import compare, gate_failed, resolve_side, to_json, to_markdown
+        from bench.results.compare import compare, gate_failed, resolve_side, store_spread, to_json, to_markdown
 
         root, cat = catalog()
         store = open_store(root)
@@ -50,7 +51,7 @@ def compare_command(
         except (LookupError, ValueError) as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        rows = compare(sides[0], sides[1], cat.regression())
+        rows = compare(sides[0], sides[1], cat.regression(), store_spread(store))
         shown = [r for r in rows if only is None or r.verdict == only]
         text = to_markdown(sides[0], sides[1], shown)
         console.print(text, markup=False, highlight=False, soft_wrap=True)

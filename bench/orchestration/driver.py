@@ -127,7 +127,9 @@ def plan_run(
         check_trial(cfg)
         version = dataset_version(project, cfg)
         planned.append(PlannedTrial(cfg, trial_key(cfg, version, METRIC_SPEC, code), version, config_yaml(r)))
-    return RunPlan(target, prof.name, seeds_run, tuple(planned), code)
+    # A suite given as a YAML path is named by its file stem (run names appear in MLflow and the store).
+    label = Path(target).stem if target.endswith((".yaml", ".yml")) else target
+    return RunPlan(label, prof.name, seeds_run, tuple(planned), code)
 
 
 def check_trial(cfg: TrialConfig) -> None:

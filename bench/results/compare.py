@@ -11,6 +11,12 @@ tolerance of ``configs/regression.yaml`` and the noise.  The noise, best availab
 3. **unpaired bootstrap CIs** of single seeds (normal approximation from each trial's 95% CI);
 4. **none**: the tolerance alone decides, and the row says so.
 
+Where a side has a single seed, methods 1, 3 and 4 see no seed-to-seed variation, yet retraining
+with another seed (or code that draws random numbers in another order) moves a number by about
+that much.  So when the results store holds a run with several seeds of the same (model, dataset,
+profile), its spread across seeds is added: ``var = var_method + sd_seed**2 * (1/n_base + 1/n_cand)``
+(independent sources of noise add), and the row names the run it came from.
+
 Verdicts: ``improved``, ``regressed``, ``unchanged``, ``new`` (only in the candidate),
 ``missing`` (only in the base), ``failed`` (the candidate, or both, have no ok trial).
 """
@@ -20,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +38,37 @@ from bench.results.record import TrialResult
 
 Verdict = Literal["improved", "regressed", "unchanged", "new", "missing", "failed"]
 GroupKey = tuple[str, str, str, str]  # model, task, dataset, profile
+
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """Seed-to-seed standard deviation of one metric, from a run with several seeds."""
+
+    sd: float
+    seeds: int
+    run: str
+
+
+#: (group, metric) -> the seed spread known for it, or None.
+SpreadLookup = Callable[[GroupKey, str], SeedSpread | None]
+
+
+def store_spread(store: Any) -> SpreadLookup:
+    """Seed spreads from the results store: the newest run with two or more ok seeds of the group."""
+    cache: dict[GroupKey, list[tuple[str, list[TrialResult]]]] = {}
+
+    def lookup(key: GroupKey, metric: str) -> SeedSpread | None:
+        if key not in cache:
+            cache[key] = store.replicate_runs(*key)
+        for run, records in cache[key]:
+            vals = [r.metrics[metric] for r in {r.seed: r for r in records}.values()
+                    if r.metrics.get(metric) is not None]
+            if len(vals) >= 2:
+                m = _mean(vals)
+                return SeedSpread(math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)), len(vals), run)
+        return None
+
+    return lookup
 
 
 @dataclass(frozen=True)
@@ -200,8 +237,30 @@ def welch_interval(a: Sequence[float], b: Sequence[float], level: float) -> tupl
 
 def noise_interval(
     task: str, metric: str, base: list[TrialResult], cand: list[TrialResult], cfg: RegressionConfig,
+    spread: SeedSpread | None = None,
 ) -> tuple[float | None, float | None, str]:
-    """CI of ``cand - base`` for ``metric`` and how it was obtained (see the module docstring)."""
+    """CI of ``cand - base`` for ``metric`` and how it was obtained (see the module docstring);
+    ``spread`` widens it where a side has a single seed."""
+    lo, hi, how = _method_interval(task, metric, base, cand, cfg)
+    n_b = sum(r.metrics.get(metric) is not None for r in base)
+    n_c = sum(r.metrics.get(metric) is not None for r in cand)
+    if spread is None or min(n_b, n_c) >= 2 or not n_b or not n_c:
+        return lo, hi, how
+    from scipy import stats
+
+    z = float(stats.norm.ppf(0.5 + cfg.bootstrap.level / 2))
+    d = (_avg(cand, metric) or 0.0) - (_avg(base, metric) or 0.0)  # both sides have values (n_b, n_c > 0)
+    var = 0.0 if lo is None or hi is None else ((hi - lo) / (2 * z)) ** 2
+    var += spread.sd**2 * (1 / n_b + 1 / n_c)
+    half = z * math.sqrt(var)
+    how = how.replace(": tolerance only", "") if lo is None else how
+    return d - half, d + half, f"{how} + seed spread sd {spread.sd:.4f} ({spread.seeds} seeds, run {spread.run})"
+
+
+def _method_interval(
+    task: str, metric: str, base: list[TrialResult], cand: list[TrialResult], cfg: RegressionConfig,
+) -> tuple[float | None, float | None, str]:
+    """The CI from the records themselves (methods 1 to 4 of the module docstring)."""
     b = cfg.bootstrap
     if all(r.samples for r in base + cand):
         from bench.metrics.bootstrap import paired_bootstrap
@@ -234,7 +293,7 @@ def noise_interval(
 
 
 def compare_groups(key: GroupKey, base: list[TrialResult] | None, cand: list[TrialResult] | None,
-                   cfg: RegressionConfig) -> list[Row]:
+                   cfg: RegressionConfig, spread: SpreadLookup | None = None) -> list[Row]:
     """The rows of one (model, task, dataset, profile)."""
     from bench.tasks import TASKS
 
@@ -269,18 +328,19 @@ def compare_groups(key: GroupKey, base: list[TrialResult] | None, cand: list[Tri
             rows.append(Row(**ident, metric=m, verdict="new" if vb is None else "missing", base=vb, cand=vc,
                             **common))
             continue
-        rows.append(judge(ident, m, vb, vc, ok_b, ok_c, cfg, common))
+        rows.append(judge(ident, m, vb, vc, ok_b, ok_c, cfg, common, spread(key, m) if spread else None))
     return rows
 
 
 def judge(ident: dict[str, str], metric: str, vb: float, vc: float, base: list[TrialResult],
-          cand: list[TrialResult], cfg: RegressionConfig, common: dict[str, Any]) -> Row:
+          cand: list[TrialResult], cfg: RegressionConfig, common: dict[str, Any], spread: SeedSpread | None = None,
+          ) -> Row:
     """The verdict of one metric: beyond the tolerance and beyond the noise, or unchanged."""
     tol = cfg.tolerance(metric)
     tolerance = max(tol.abs, tol.rel * abs(vb))
     sign = 1.0 if tol.higher_is_better else -1.0
     delta = vc - vb
-    lo, hi, how = noise_interval(ident["task"], metric, base, cand, cfg)
+    lo, hi, how = noise_interval(ident["task"], metric, base, cand, cfg, spread)
     better, worse = sign * delta > tolerance, sign * delta < -tolerance
     if lo is not None and hi is not None:
         # the whole interval on one side of zero, in the metric's better/worse direction
@@ -296,12 +356,15 @@ def _avg(records: list[TrialResult], metric: str) -> float | None:
     return _mean(vals) if vals else None
 
 
-def compare(base: Side, cand: Side, cfg: RegressionConfig) -> list[Row]:
-    """Every row of ``base`` vs ``cand``, sorted by model, dataset, profile, metric order."""
+def compare(base: Side, cand: Side, cfg: RegressionConfig, spread: SpreadLookup | None = None) -> list[Row]:
+    """Every row of ``base`` vs ``cand``, sorted by model, dataset, profile, metric order.
+
+    ``spread``: seed-to-seed noise of a group where a side has one seed (:func:`store_spread`).
+    """
     gb, gc = group(base.records), group(cand.records)
     rows: list[Row] = []
     for key in sorted(set(gb) | set(gc)):
-        rows += compare_groups(key, gb.get(key), gc.get(key), cfg)
+        rows += compare_groups(key, gb.get(key), gc.get(key), cfg, spread)
     return rows
 
 

@@ -249,6 +249,17 @@ class ResultsStore:
             out.update((rid, (body, mid)) for rid, body, mid in rows)
         return out
 
+    def replicate_runs(self, model: str, task: str, dataset: str, profile: str) -> list[tuple[str, list[TrialResult]]]:
+        """The ok records of one (model, task, dataset, profile), grouped by the run that trained them,
+        newest run first: the replicates (seeds) from which ``bench compare`` learns seed-to-seed noise."""
+        rows = self.db.execute(
+            "SELECT run, record, mlflow_run_id FROM records WHERE model = ? AND task = ? AND dataset = ? AND "
+            "profile = ? AND status = 'ok' ORDER BY id DESC", (model, task, dataset, profile)).fetchall()
+        runs: dict[str, list[TrialResult]] = {}
+        for run, body, mid in rows:
+            runs.setdefault(run, []).append(_parse(body, mid))
+        return list(runs.items())
+
     def count_records(self) -> int:
         """How many trials were actually trained and stored (cached reuse not counted)."""
         return int(self.db.execute("SELECT COUNT(*) FROM records").fetchone()[0])

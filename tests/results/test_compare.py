@@ -91,3 +91,25 @@ def test_results_files_of_older_versions_are_read(tmp_path: Path) -> None:
     path.write_text(json.dumps(obj))
     (rec,) = read_results_file(path)
     assert rec.metrics["top1"] == 0.9 and rec.key is None
+
+
+def test_seed_spread_from_the_store_widens_single_seed_comparisons(tmp_path: Path) -> None:
+    from bench.results.compare import store_spread
+    from bench.results.store import ResultsStore
+
+    store = ResultsStore(tmp_path / "r.db")
+    store.start_run("replicates", "all", "cpu", "sha", "code")
+    for s, v in enumerate((0.80, 0.86, 0.83)):  # seed sd 0.03
+        store.add("replicates", record(seed=s, top1=v, key=f"r{s}"))
+    base, cand = [record(top1=0.84)], [record(top1=0.80)]  # 0.04 worse: beyond 0.02, within seed noise
+    assert verdicts(base, cand)[("resnet18", "top1")] == "regressed"  # tolerance alone
+    rows = compare(Side("b", "b", base), Side("c", "c", cand), CFG, store_spread(store))
+    row = next(r for r in rows if r.metric == "top1")
+    assert row.verdict == "unchanged" and "seed spread sd 0.0300 (3 seeds, run replicates)" in row.noise
+    assert row.ci_low < 0 < row.ci_high
+    far = compare(Side("b", "b", base), Side("c", "c", [record(top1=0.40)]), CFG, store_spread(store))
+    assert next(r for r in far if r.metric == "top1").verdict == "regressed"
+    # a group with no replicates in the store: nothing to add
+    other = compare(Side("b", "b", [record("x", top1=0.84)]), Side("c", "c", [record("x", top1=0.80)]), CFG,
+                    store_spread(store))
+    assert next(r for r in other if r.metric == "top1").verdict == "regressed"
