@@ -53,6 +53,15 @@ class SeedSpread:
 SpreadLookup = Callable[[GroupKey, str], SeedSpread | None]
 
 
+def _spread(name: str, records: Sequence[TrialResult], metric: str) -> SeedSpread | None:
+    """Sample sd of ``metric`` over the distinct seeds of ``records`` (one group), if two or more."""
+    vals = [r.metrics[metric] for r in {r.seed: r for r in records}.values() if r.metrics.get(metric) is not None]
+    if len(vals) < 2:
+        return None
+    m = _mean(vals)
+    return SeedSpread(math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)), len(vals), name)
+
+
 def store_spread(store: Any) -> SpreadLookup:
     """Seed spreads from the results store: the newest run with two or more ok seeds of the group."""
     cache: dict[GroupKey, list[tuple[str, list[TrialResult]]]] = {}
@@ -60,13 +69,21 @@ def store_spread(store: Any) -> SpreadLookup:
     def lookup(key: GroupKey, metric: str) -> SeedSpread | None:
         if key not in cache:
             cache[key] = store.replicate_runs(*key)
-        for run, records in cache[key]:
-            vals = [r.metrics[metric] for r in {r.seed: r for r in records}.values()
-                    if r.metrics.get(metric) is not None]
-            if len(vals) >= 2:
-                m = _mean(vals)
-                return SeedSpread(math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)), len(vals), run)
-        return None
+        return next((sp for run, recs in cache[key] if (sp := _spread(run, recs, metric))), None)
+
+    return lookup
+
+
+def files_spread(sides: Sequence[Side], then: SpreadLookup | None = None) -> SpreadLookup:
+    """Seed spreads from results files with several seeds (``--replicates``), else from ``then``."""
+    groups = [(side.spec, group([r for r in side.records if r.status == "ok"])) for side in sides]
+
+    def lookup(key: GroupKey, metric: str) -> SeedSpread | None:
+        for name, g in groups:
+            sp = _spread(name, g.get(key, []), metric)
+            if sp:
+                return sp
+        return then(key, metric) if then else None
 
     return lookup
 
