@@ -25,7 +25,7 @@ BUDGET_S = 10.0
 
 
 def templates(path: Path | None, tmp: Path, bench: str) -> list:
-    from bench.results.compare import read_results_file
+    from bench.results.record import read_results
 
     if path is None:
         path = tmp / "templates.json"
@@ -33,7 +33,7 @@ def templates(path: Path | None, tmp: Path, bench: str) -> list:
                "BENCH_PLAIN_PROGRESS": "1", "HF_HUB_OFFLINE": "1"}
         subprocess.run([bench, "run", "all", "--profile", "smoke", "--no-report", "--output", str(path)], env=env,
                        check=True, capture_output=True)
-    return [r for r in read_results_file(path) if r.status == "ok"]
+    return [r for r in read_results(path) if r.status == "ok"]
 
 
 def fill(store_path: Path, records: int, tpl: list) -> None:

@@ -1,10 +1,11 @@
-"""Shared CLI plumbing: consistent error exits and the project catalog."""
+"""Shared CLI plumbing: consistent error exits, the project catalog, the results store and MLflow."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -14,6 +15,10 @@ from bench.config.loader import ConfigError
 from bench.datasets.versioning import DataVersionError
 from bench.paths import configs_dir, project_root
 from bench.registry import RegistryError
+
+if TYPE_CHECKING:  # MLflow is imported only by the commands that track
+    from bench.results.store import ResultsStore
+    from bench.tracking.mlflow_writer import MlflowWriter
 
 console = Console()
 err_console = Console(stderr=True)
@@ -39,3 +44,27 @@ def catalog() -> tuple[Path, Catalog]:
     root = project_root()
     return root, Catalog(configs_dir(root))
 
+
+def open_store(root: Path) -> ResultsStore:
+    """The results store (``$BENCH_RESULTS`` or ``<project>/results/results.db``), or exit 2 naming the path."""
+    from bench.results.store import ResultsStore, default_path
+
+    path = default_path(root)
+    try:
+        return ResultsStore(path)
+    except Exception as exc:  # noqa: BLE001 - sqlite3 and OS errors alike: name the file and stop
+        err_console.print(f"[bold red]error:[/] cannot open the results store {path}: {type(exc).__name__}: {exc}. "
+                          "Set BENCH_RESULTS to a writable file.", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def open_tracking(root: Path) -> MlflowWriter:
+    """The MLflow writer, or exit 2 with the URI when the tracking store cannot be reached."""
+    from bench.tracking.mlflow_writer import MlflowWriter, tracking_uri
+
+    try:
+        return MlflowWriter(root)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises several unrelated types for "unreachable"
+        err_console.print(f"[bold red]error:[/] cannot use MLflow at {tracking_uri(root)}: "
+                          f"{type(exc).__name__}: {str(exc)[:300]}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None

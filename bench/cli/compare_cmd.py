@@ -45,8 +45,7 @@ def compare_command(
              "(repeatable; before the results store's multi-seed runs)")] = None,
 ) -> None:
     with user_errors():
-        from bench.cli.common import catalog
-        from bench.cli.run_cmd import open_store
+        from bench.cli.common import catalog, open_store
         from bench.results.compare import (
             compare,
             files_spread,

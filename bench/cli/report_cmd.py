@@ -35,7 +35,7 @@ def report_command(
     = None,
 ) -> None:
     with user_errors():
-        from bench.cli.run_cmd import open_store
+        from bench.cli.common import open_store
         from bench.paths import project_root
 
         root = project_root()
@@ -54,10 +54,10 @@ def report_command(
 def write_files(files: list[Path], out_dir: Path) -> list[Path]:
     """The leaderboard of the records in ``bench run --output`` files (of any bench version)."""
     from bench.reports.leaderboard import ReportEntry, write_report
-    from bench.results.compare import read_results_file
+    from bench.results.record import read_results
 
     try:
-        entries = [ReportEntry(r, f.stem) for f in files for r in read_results_file(f)]
+        entries = [ReportEntry(r, f.stem) for f in files for r in read_results(f)]
     except ValueError as exc:
         raise LookupError(str(exc)) from None
     names = ", ".join(str(f) for f in files)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bench.cli.common import catalog, console, err_console, user_errors
+from bench.cli.common import catalog, console, err_console, open_store, open_tracking, user_errors
 
 HELP = """\
 Train and evaluate TARGET: a model name, a task name (classification, detection,
@@ -122,31 +122,6 @@ def start_ray(verbose: bool) -> Any:
     from bench.orchestration.ray_runner import init_ray
 
     return init_ray(verbose=verbose)
-
-
-def open_store(root: Path) -> Any:
-    """The results store (``$BENCH_RESULTS`` or ``<project>/results/results.db``), or exit 2 naming the path."""
-    from bench.results.store import ResultsStore, default_path
-
-    path = default_path(root)
-    try:
-        return ResultsStore(path)
-    except Exception as exc:  # noqa: BLE001 - sqlite3 and OS errors alike: name the file and stop
-        err_console.print(f"[bold red]error:[/] cannot open the results store {path}: {type(exc).__name__}: {exc}. "
-                          "Set BENCH_RESULTS to a writable file.", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-
-
-def open_tracking(root: Path) -> Any:
-    """The MLflow writer, or exit 2 with the URI when the tracking store cannot be reached."""
-    from bench.tracking.mlflow_writer import MlflowWriter, tracking_uri
-
-    try:
-        return MlflowWriter(root)
-    except Exception as exc:  # noqa: BLE001 - MLflow raises several unrelated types for "unreachable"
-        err_console.print(f"[bold red]error:[/] cannot use MLflow at {tracking_uri(root)}: "
-                          f"{type(exc).__name__}: {str(exc)[:300]}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
 
 
 class ProgressDisplay:

@@ -24,7 +24,7 @@ def runs_command(limit: Annotated[int, typer.Option(help="show at most this many
     with user_errors():
         from rich.table import Table
 
-        from bench.cli.run_cmd import open_store
+        from bench.cli.common import open_store
         from bench.paths import project_root
 
         store = open_store(project_root())

@@ -21,7 +21,7 @@ Examples:
 
 def sync_command() -> None:
     with user_errors():
-        from bench.cli.run_cmd import open_store, open_tracking
+        from bench.cli.common import open_store, open_tracking
         from bench.paths import project_root
         from bench.tracking.sync import sync_pending
 

@@ -47,6 +47,7 @@ from bench.metrics.detection import (
     unpack_flags,
 )
 from bench.metrics.segmentation import CLASS_METRICS, class_metrics
+from bench.tasks import TASKS
 
 #: Resamples per chunk: bounds the ``[chunk, D]`` weight matrices.  Fixed, because the stream of
 #: random draws (and so the interval for a seed) depends on how it is split into chunks.
@@ -310,14 +311,6 @@ def verification_batch(s: Samples, w: np.ndarray) -> Batch:
 # Public API
 # --------------------------------------------------------------------------------------------
 
-#: task -> its headline metrics (``bench.tasks``), in the order they are returned.
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "classification": ("top1", "top5", "macro_f1"),
-    "semantic_segmentation": ("jaccard", "dice", "jaccard_fg", "dice_fg", "pixel_accuracy"),
-    "detection": ("mAP", "mAP_50", "mAP_75", "mAP11", "mAPall"),
-    "verification": ("roc_auc", "eer", "accuracy", "top1", "macro_f1"),
-}
-
 #: task -> its metrics under a weight matrix ``[B, N]``.
 _BATCH: dict[str, Callable[[Samples, np.ndarray], Batch]] = {
     "classification": classification_batch,
@@ -325,6 +318,9 @@ _BATCH: dict[str, Callable[[Samples, np.ndarray], Batch]] = {
     "detection": detection_batch,
     "verification": verification_batch,
 }
+#: task -> its headline metrics, in the order they are returned: read from the task registry
+#: (``bench.tasks``, the one place they are named) for the tasks that can be resampled.
+TASK_METRICS: dict[str, tuple[str, ...]] = {t: TASKS.get(t).meta.headline_metrics for t in _BATCH}
 #: task -> the dtype of each sample array its metrics read (stored samples are JSON lists).
 _DTYPES: dict[str, dict[str, Any]] = {
     "classification": {"label": np.int64, "pred": np.int64, "top5": bool},

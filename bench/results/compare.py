@@ -31,10 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ValidationError
-
 from bench.config.schema import RegressionConfig
-from bench.results.record import TrialResult
+from bench.results.record import TrialResult, read_results
 
 Verdict = Literal["improved", "regressed", "unchanged", "new", "missing", "failed"]
 GroupKey = tuple[str, str, str, str]  # model, task, dataset, profile
@@ -123,38 +121,6 @@ class Row:
 
 
 # -- reading sides ---------------------------------------------------------------------------------
-def lenient_record(obj: dict[str, Any], where: str) -> TrialResult:
-    """A record from a results file of any bench version: keys this version does not know are dropped.
-
-    Older files lack newer fields (they get defaults) and may carry fields since removed.
-    """
-    data = json.loads(json.dumps(obj))
-    for _ in range(50):
-        try:
-            return TrialResult.model_validate(data)
-        except ValidationError as exc:
-            extras = [e["loc"] for e in exc.errors() if e["type"] == "extra_forbidden"]
-            if not extras:
-                raise ValueError(f"{where}: not a trial record: {exc}") from None
-            for loc in extras:
-                parent = data
-                for part in loc[:-1]:
-                    parent = parent[part]
-                parent.pop(loc[-1], None)
-    raise ValueError(f"{where}: could not read the record")
-
-
-def read_results_file(path: Path) -> list[TrialResult]:
-    """A ``bench run --output`` file (a JSON list of records), of this or an older version."""
-    try:
-        items = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read a results file: {exc}") from None
-    if not isinstance(items, list):
-        raise ValueError(f"{path}: expected a JSON list of trial records (`bench run --output FILE`)")
-    return [lenient_record(obj, f"{path} record #{i}") for i, obj in enumerate(items)]
-
-
 def resolve_side(spec: str, store: Any, project: Path) -> Side:
     """A results file, a run name, an MLflow parent run id or a git revision -> its records.
 
@@ -162,7 +128,7 @@ def resolve_side(spec: str, store: Any, project: Path) -> Side:
     """
     path = Path(spec)
     if path.is_file():
-        return Side(spec, f"results file {spec}", read_results_file(path))
+        return Side(spec, f"results file {spec}", read_results(path))
     runs = store.runs()
     info = store.run_info(spec) or next((r for r in runs if r.mlflow_parent_id == spec), None)
     if info is None:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class Record(BaseModel):
@@ -157,5 +157,32 @@ def write_results(path: Path, results: list[TrialResult]) -> None:
 
 
 def read_results(path: Path) -> list[TrialResult]:
-    """Inverse of ``write_results``."""
-    return [TrialResult.model_validate(obj) for obj in json.loads(path.read_text())]
+    """Inverse of ``write_results``, for files of this or an older bench version (see :func:`lenient_record`)."""
+    try:
+        items = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read a results file: {exc}") from None
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: expected a JSON list of trial records (`bench run --output FILE`)")
+    return [lenient_record(obj, f"{path} record #{i}") for i, obj in enumerate(items)]
+
+
+def lenient_record(obj: dict[str, Any], where: str) -> TrialResult:
+    """A record of any bench version: keys this version does not know are dropped.
+
+    Older files lack newer fields (they get defaults) and may carry fields since removed.
+    """
+    data = json.loads(json.dumps(obj))
+    for _ in range(50):
+        try:
+            return TrialResult.model_validate(data)
+        except ValidationError as exc:
+            extras = [e["loc"] for e in exc.errors() if e["type"] == "extra_forbidden"]
+            if not extras:
+                raise ValueError(f"{where}: not a trial record: {exc}") from None
+            for loc in extras:
+                parent = data
+                for part in loc[:-1]:
+                    parent = parent[part]
+                parent.pop(loc[-1], None)
+    raise ValueError(f"{where}: could not read the record")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.config.schema import RegressionConfig, Tolerance
-from bench.results.compare import Side, compare, differences, gate_failed, inputs, read_results_file
-from bench.results.record import write_results
+from bench.results.compare import Side, compare, differences, gate_failed, inputs
+from bench.results.record import read_results, write_results
 from tests.results.helpers import classification_samples, record
 
 CFG = RegressionConfig(default=Tolerance(abs=0.02))
@@ -89,7 +89,7 @@ def test_results_files_of_older_versions_are_read(tmp_path: Path) -> None:
     for k in ("key", "ci", "samples", "efficiency", "training"):
         obj[0].pop(k, None)  # fields an older version did not write
     path.write_text(json.dumps(obj))
-    (rec,) = read_results_file(path)
+    (rec,) = read_results(path)
     assert rec.metrics["top1"] == 0.9 and rec.key is None
 
 
