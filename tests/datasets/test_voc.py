@@ -225,7 +225,7 @@ def test_templates_are_valid_and_outside_the_catalog() -> None:
     """The templates validate, and `bench list`/`bench data` (the catalog's datasets) do not see them:
     their `root` is a placeholder that exists nowhere."""
     cat = Catalog(ROOT / "configs")
-    assert set(cat.dataset_files) == {"shapes", "mnist"}
+    assert not {"voc", "coco"} & set(cat.dataset_files)
     voc, coco = (cat.dataset(str(ROOT / "configs/datasets/templates" / f)) for f in ("voc.yaml", "coco.yaml"))
     assert voc.views["detection"].format == "voc" and len(voc.classes) == 20
     assert coco.views["detection"].format == "coco" and len(coco.classes) == 80
@@ -277,6 +277,7 @@ def test_detection_task_over_a_voc_yaml(tmp_path: Path, monkeypatch: pytest.Monk
     assert task.label_to_cat == {1: 1, 2: 2}
 
 
+@pytest.mark.slow  # a real smoke training run: 13 s alone, 26 s on two busy cores (measured)
 def test_bench_run_plan_and_trial_on_a_voc_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What `bench run faster_rcnn --dataset my_voc.yaml --profile smoke` does, without Ray: the plan
     (an unpinned dataset is keyed by its folder's md5) and the trial, trained and tested."""
@@ -337,3 +338,18 @@ def test_coco_folder_in_cocos_own_layout(tmp_path: Path) -> None:
     # Without the `images:` key the first file_name is looked up beside annotations/: the error says so.
     with pytest.raises(DatasetFormatError, match=r"000001.jpg.*set the view's `images:`"):
         load_coco(root, "train2017", CLASSES, annotations="annotations/instances_{split}.json")
+
+
+def test_cli_on_an_unversioned_voc_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bench data` names an unversioned dataset rather than failing on it; `bench config` resolves it."""
+    from typer.testing import CliRunner
+
+    from bench.cli.main import app
+
+    voc_project(tmp_path, monkeypatch)
+    res = CliRunner().invoke(app, ["data", "status", "my_voc.yaml"])
+    assert res.exit_code == 2 and "dataset 'my_voc.yaml' is not versioned" in res.output
+    assert "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["config", "faster_rcnn", "--dataset", "my_voc.yaml", "--profile", "smoke"])
+    assert res.exit_code == 0, res.output
+    assert "format: voc" in res.output and f"{W} px native (measured from the first training image" in res.output
