@@ -22,7 +22,8 @@ def _first_image(folder: Path) -> Path | None:
 
 def probe_image_size(dataset: DatasetConfig, task: str, project: Path | None = None) -> int | None:
     """The larger side (px) of the first training image of ``dataset``'s ``task`` view, or None when the
-    data is not on disk.  COCO views read the annotation file's first image record."""
+    data is not on disk.  COCO views read the annotation file's first image record, VOC views the first
+    listed image's XML <size>."""
     from PIL import Image
 
     from bench.paths import project_root
