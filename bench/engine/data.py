@@ -130,8 +130,10 @@ class SegmentationDataset(Dataset):
 class DetectionDataset(Dataset):
     """``(image [3, H, W] in [0, 1], target)`` with ``boxes [N, 4] xyxy``, ``labels [N]`` in 1..K.
 
-    Crowd annotations are not training targets (they are handled by the evaluator); category ids
-    map to contiguous labels by sorted id.  Detectors resize internally, so images keep their size.
+    Crowd annotations are not training targets (they are handled by the evaluator), nor are VOC
+    ``difficult`` ones: py-faster-rcnn (``use_diff=False``) and mmdetection train without them, as the
+    papers this zoo reproduces did, and the VOC metrics ignore them.  Category ids map to contiguous
+    labels by sorted id.  Detectors resize internally, so images keep their size.
     """
 
     def __init__(self, gt: dict[str, Any], image_root: Path) -> None:
@@ -140,7 +142,7 @@ class DetectionDataset(Dataset):
         self.cat_to_label = {c["id"]: k + 1 for k, c in enumerate(sorted(gt["categories"], key=lambda c: c["id"]))}
         self.anns: dict[int, list[dict[str, Any]]] = {im["id"]: [] for im in self.images}
         for ann in gt["annotations"]:
-            if not ann.get("iscrowd", 0):
+            if not ann.get("iscrowd", 0) and not ann.get("difficult", 0):
                 self.anns[ann["image_id"]].append(ann)
 
     def __len__(self) -> int:
