@@ -221,6 +221,9 @@ DETECTION_INIT_LOSS: dict[str, Any] = {
     "loss_classifier": lambda k: math.log(k + 1.0),
     "loss_rpn_box_reg": lambda k: None,
     "loss_box_reg": lambda k: None,
+    # hog_detector: one-vs-rest linear SVMs initialised at zero score every sample 0, so each of the K
+    # squared-hinge (or hinge) terms is max(0, 1 - 0)^p = 1 and the L2 term is 0: exactly K per sample.
+    "loss_svm": lambda k: float(k),
 }
 
 
