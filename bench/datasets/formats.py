@@ -47,7 +47,7 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
 
 
-@register_format("imagefolder", task="classification", layout="<path>/<split>/<class>/*.png")
+@register_format("imagefolder", task=("classification", "verification"), layout="<path>/<split>/<class>/*.png")
 def load_imagefolder(view_root: Path, split: str, classes: list[str]) -> ClassificationSplit:
     """Class folders; folder names must equal the dataset's ``classes``."""
     base = view_root / split
@@ -90,7 +90,8 @@ def check_coco(gt: dict[str, Any], source: Path) -> None:
             raise DatasetFormatError(f"{source}: annotation id={ann['id']} has a negative width or height")
 
 
-@register_format("coco", task="detection", layout="<path>/annotations/<split>.json (file_name relative to <path>)")
+@register_format("coco", task=("detection", "instance_segmentation"),
+                 layout="<path>/annotations/<split>.json (file_name relative to <path>)")
 def load_coco(view_root: Path, split: str, classes: list[str]) -> DetectionSplit:
     """COCO instances JSON; category names must equal the dataset's ``classes`` in id order."""
     path = view_root / "annotations" / f"{split}.json"
