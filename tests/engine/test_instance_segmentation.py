@@ -198,3 +198,16 @@ def test_train_and_test_end_to_end(project: Path, tmp_path: Path, monkeypatch: p
     assert resample_metrics("instance_segmentation", out.samples, np.ones(len(out.samples["image_id"]))) == {
         k: out.metrics[k] for k in HEADLINE}
     assert "efficiency_error" not in out.extras, out.extras
+
+
+def test_view_format_must_serve_the_task(project: Path) -> None:
+    from bench.config.loader import ConfigError
+    from bench.config.schema import DatasetView
+
+    cat = Catalog(project / "configs")
+    shapes = cat.dataset("shapes")
+    assert shapes.views["instance_segmentation"].format == "coco"  # the COCO view serves both detection tasks
+    wrong = shapes.model_copy(update={"views": {**shapes.views, "detection": DatasetView(format="masks", path=".")}})
+    with pytest.raises(ConfigError, match="views.detection uses format 'masks', which serves semantic_segmentation, "
+                                          "not detection; pick a format for detection: coco"):
+        effective_trial(cat.model("faster_rcnn"), wrong, cat.profile("smoke"), seed=0)
