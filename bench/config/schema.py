@@ -10,8 +10,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-# Train-time transforms (bench.engine.data.augment documents each one's range).
-Augment = Literal["hflip", "vflip", "rot90", "channel_shuffle", "crop", "rotate", "shear", "color_shift"]
+# Train-time transforms: bench.engine.data.augment documents each one's range for images and label
+# maps, bench.engine.detection_augment the box/mask-aware ones; which a task accepts is
+# TaskSpec.augment_ops (bench.tasks), checked when a trial resolves.
+Augment = Literal["hflip", "vflip", "rot90", "channel_shuffle", "crop", "rotate", "shear", "color_shift",
+                  "scale_jitter"]
 def _known_task(name: str) -> str:
     """A task name registered in ``bench.tasks`` (the one place task names are listed)."""
     from bench.registry import unknown_name_message

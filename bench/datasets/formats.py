@@ -50,7 +50,7 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
 
 
-@register_format("imagefolder", task="classification", layout="<path>/<split>/<class>/*.png")
+@register_format("imagefolder", task=("classification", "verification"), layout="<path>/<split>/<class>/*.png")
 def load_imagefolder(view_root: Path, split: str, classes: list[str]) -> ClassificationSplit:
     """Class folders; folder names must equal the dataset's ``classes``."""
     base = view_root / split
@@ -101,7 +101,8 @@ def split_path(template: str, split: str) -> str:
     return template.replace("{split}", split)
 
 
-@register_format("coco", task="detection", layout="<path>/annotations/<split>.json (file_name relative to <path>)")
+@register_format("coco", task=("detection", "instance_segmentation"),
+                 layout="<path>/annotations/<split>.json (file_name relative to <path>)")
 def load_coco(
     view_root: Path, split: str, classes: list[str], annotations: str = COCO_ANNOTATIONS, images: str = "."
 ) -> DetectionSplit:

@@ -20,8 +20,9 @@ class DetectionTask(Task):
     untrained_baseline = True  # no trivial detector: the baseline is the architecture at initialisation
 
     def dataset(self, split: str, train: bool) -> Dataset:
+        """The split's images and boxes; ``train.augment`` (box-aware ops) on the training split only."""
         rec = self.records(split)
-        return DetectionDataset(rec.gt, rec.image_root)
+        return DetectionDataset(rec.gt, rec.image_root, ops=self.cfg.train.augment if train else ())
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         images, targets = batch
@@ -34,15 +35,18 @@ class DetectionTask(Task):
         return model([im.to(device, non_blocking=True) for im in batch[0]])
 
     def evaluator(self, split: str, subset: Sequence[int] | None = None) -> DetectionEvaluator:
-        """COCO evaluation against the ground truth of the evaluated images only: with a subsample,
-        the images never run would otherwise count as missed objects and lower the mAP."""
+        return DetectionEvaluator(gt=self.eval_gt(split, subset), iou_type="bbox")
+
+    def eval_gt(self, split: str, subset: Sequence[int] | None = None) -> dict[str, Any]:
+        """The COCO ground truth of the evaluated images only: with a subsample, the images never run
+        would otherwise count as missed objects and lower the mAP."""
         gt = self.records(split).gt
         if subset is not None:
             order = DetectionDataset.image_order(gt)
             ids = {order[i]["id"] for i in subset}
             gt = {**gt, "images": [im for im in gt["images"] if im["id"] in ids],
                   "annotations": [a for a in gt["annotations"] if a["image_id"] in ids]}
-        return DetectionEvaluator(gt=gt, iou_type="bbox")
+        return gt
 
     def update(self, evaluator: Any, batch: Any, outputs: list[dict[str, torch.Tensor]]) -> None:
         evaluator.update(to_coco_results(batch[1], outputs, self.label_to_cat))
