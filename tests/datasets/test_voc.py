@@ -262,7 +262,7 @@ def test_detection_task_over_a_voc_yaml(tmp_path: Path, monkeypatch: pytest.Monk
     cfg = resolve_trial(cat.model("faster_rcnn"), ds, cat.profile("smoke"), 0).config
     assert (ds.name, cfg.native_image_size, cfg.train.image_size) == ("my_voc", W, W)
     task = DetectionTask(cfg, proj / ds.root)
-    train = task.dataset("train", train=True)
+    train = task.dataset("train", train=False)  # the training split unaugmented: the targets as read
     assert len(train) == 4
     image, target = train[1]  # 000002: a square and a difficult circle
     assert image.shape == (3, H, W) and float(image.min()) >= 0 and float(image.max()) <= 1
@@ -329,7 +329,7 @@ def test_coco_folder_in_cocos_own_layout(tmp_path: Path) -> None:
     cfg = resolve_trial(cat.model("faster_rcnn"), ds, cat.profile("smoke"), 0).config
     assert cfg.native_image_size == W
     task = DetectionTask(cfg, root)
-    image, target = task.dataset("train", train=True)[0]
+    image, target = task.dataset("train", train=False)[0]  # unaugmented
     assert image.shape == (3, H, W)
     assert torch.equal(target["boxes"], torch.tensor([[4.0, 5.0, 20.0, 18.0], [24.0, 9.0, 44.0, 35.0]]))
     assert target["labels"].tolist() == [1, 2]  # category ids 3, 7 -> labels 1, 2
