@@ -137,12 +137,18 @@ class DetectionDataset(Dataset):
     papers this zoo reproduces did, and the VOC metrics ignore them.  Category ids map to contiguous
     labels by sorted id.  Detectors resize internally, so images keep their size.
     ``ops``: box- and mask-aware transforms (``bench.engine.detection_augment``), training only.
+    With ``proposals`` (image id -> ``[P, 4]`` float32 xyxy, for proposal-based models) the target
+    also holds ``proposals [P, 4]`` in image pixels, added before ``ops``, which map them as boxes.
     """
 
-    def __init__(self, gt: dict[str, Any], image_root: Path, masks: bool = False, ops: Sequence[str] = ()) -> None:
+    def __init__(
+        self, gt: dict[str, Any], image_root: Path, masks: bool = False, ops: Sequence[str] = (),
+        proposals: Callable[[int], np.ndarray] | None = None,
+    ) -> None:
         self.images = self.image_order(gt)
         self.root = image_root
         self.masks, self.ops = masks, tuple(ops)
+        self.proposals = proposals
         self.cat_to_label = {c["id"]: k + 1 for k, c in enumerate(sorted(gt["categories"], key=lambda c: c["id"]))}
         self.anns: dict[int, list[dict[str, Any]]] = {im["id"]: [] for im in self.images}
         for ann in gt["annotations"]:
@@ -167,6 +173,8 @@ class DetectionDataset(Dataset):
         image = load_rgb(self.root / info["file_name"])
         if self.masks:
             target["masks"] = decode_masks(anns, image.shape[1], image.shape[2], info)
+        if self.proposals is not None:
+            target["proposals"] = torch.from_numpy(self.proposals(info["id"]))
         if self.ops:
             from bench.engine.detection_augment import augment_detection
 
