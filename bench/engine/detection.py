@@ -65,8 +65,9 @@ class DetectionTask(Task):
 
     def predict(self, model: nn.Module, batch: Any, device: torch.device) -> list[dict[str, torch.Tensor]]:
         images = [im.to(device, non_blocking=True) for im in batch[0]]
-        if getattr(model, "uses_proposals", False):  # their regions come in the targets, in eval too
-            return model(images, [{k: v.to(device) for k, v in t.items()} for t in batch[1]])
+        if getattr(model, "uses_proposals", False):
+            # Their regions come in the targets, in eval too; only the proposals, never the ground truth.
+            return model(images, [{"proposals": t["proposals"].to(device)} for t in batch[1]])
         return model(images)
 
     def evaluator(self, split: str, subset: Sequence[int] | None = None) -> DetectionEvaluator:
