@@ -132,11 +132,17 @@ class DetectionDataset(Dataset):
 
     Crowd annotations are not training targets (they are handled by the evaluator); category ids
     map to contiguous labels by sorted id.  Detectors resize internally, so images keep their size.
+    With ``proposals`` (image id -> ``[P, 4]`` float32 xyxy, for proposal-based models) the target
+    also holds ``proposals [P, 4]``: image pixels, like ``boxes``, so any geometric transform of the
+    image must map them as it maps ``boxes``.
     """
 
-    def __init__(self, gt: dict[str, Any], image_root: Path) -> None:
+    def __init__(
+        self, gt: dict[str, Any], image_root: Path, proposals: Callable[[int], np.ndarray] | None = None
+    ) -> None:
         self.images = self.image_order(gt)
         self.root = image_root
+        self.proposals = proposals
         self.cat_to_label = {c["id"]: k + 1 for k, c in enumerate(sorted(gt["categories"], key=lambda c: c["id"]))}
         self.anns: dict[int, list[dict[str, Any]]] = {im["id"]: [] for im in self.images}
         for ann in gt["annotations"]:
@@ -158,6 +164,8 @@ class DetectionDataset(Dataset):
         boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
         labels = torch.tensor([self.cat_to_label[a["category_id"]] for a in anns], dtype=torch.int64)
         target = {"boxes": boxes, "labels": labels, "image_id": torch.tensor(info["id"])}
+        if self.proposals is not None:
+            target["proposals"] = torch.from_numpy(self.proposals(info["id"]))
         return load_rgb(self.root / info["file_name"]), target
 
 
