@@ -221,6 +221,13 @@ DETECTION_INIT_LOSS: dict[str, Any] = {
     "loss_classifier": lambda k: math.log(k + 1.0),
     "loss_rpn_box_reg": lambda k: None,
     "loss_box_reg": lambda k: None,
+    # R-CNN (rcnn): the fine-tuning softmax is a default-initialised linear layer over K + 1 classes on
+    # fc7 features of a random AlexNet, so ~uniform logits: ln(K+1).  The SVMs are zero-initialised:
+    # every score is 0, so each hinge term max(0, 1 -/+ 0) is exactly 1, any weighted mean of them is 1
+    # and the L2 term is 0.  Box regression (ridge on offsets): finite and >= 0.
+    "loss_finetune": lambda k: math.log(k + 1.0),
+    "loss_svm": lambda k: 1.0,
+    "loss_bbox": lambda k: None,
 }
 
 
@@ -317,7 +324,7 @@ def eval_score(task: Any, model: torch.nn.Module, batch: Any) -> float:
     x, y = batch
     with torch.no_grad():
         if task.cfg.task == "detection":
-            dets = model(x)
+            dets = task.predict(model, batch, CPU)  # proposal-based models take their targets in eval too
             assert all(finite(d["boxes"], d["scores"]) for d in dets), "non-finite detections"
             gt = task.records("train").gt
             ids = {int(t["image_id"]) for t in y}

@@ -38,7 +38,6 @@ from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_sm
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 ALEXNET_WIDTHS = (64, 192, 384, 256, 256)  # torchvision's AlexNet conv1..conv5 ("one weird trick" variant)
-POOL5_GRID = 6  # torchvision's AlexNet pools conv5 to 6x6 (exactly its map at the paper's 227 px)
 
 
 @dataclass(frozen=True)
@@ -87,6 +86,21 @@ def alexnet_features(width: float) -> tuple[nn.Sequential, int]:
         nn.Conv2d(c[3], c[4], kernel_size=3, padding=1), nn.ReLU(inplace=True),
         nn.MaxPool2d(kernel_size=3, stride=2),
     ), c[4]
+
+
+def pool5_side(warp_size: int) -> int:
+    """Side of AlexNet's pool5 map for ``warp_size`` px inputs: 6 at the paper's 227 px, 1 at 63 px.
+
+    pool5 is the network's own map at the warp size, as in the paper's Caffe AlexNet; torchvision's
+    adaptive 6x6 average pool (which copies a smaller map's cells into a 6x6 grid) is left out, as
+    the copies would multiply the fc6 and regressor weights that read the same cell.
+    """
+    side = (warp_size + 2 * 2 - 11) // 4 + 1  # conv1: 11x11, stride 4, padding 2
+    for _ in range(3):  # pool1, pool2, pool5: 3x3 stride 2 (conv2..conv5 keep the size)
+        side = (side - 3) // 2 + 1
+    if side < 1:
+        raise ValueError(f"rcnn: warp_size {warp_size} is too small for AlexNet (pool5 would be empty); use >= 63")
+    return side
 
 
 def dilate_for_context(boxes: Tensor, warp_size: int, padding: int) -> Tensor:
@@ -144,8 +158,7 @@ class RCNN(nn.Module):
         self.cfg = cfg
         k = cfg.num_classes
         self.features, conv5 = alexnet_features(cfg.width)
-        self.avgpool = nn.AdaptiveAvgPool2d((POOL5_GRID, POOL5_GRID))
-        pool5_dim = conv5 * POOL5_GRID**2
+        pool5_dim = conv5 * pool5_side(cfg.warp_size) ** 2
         # torchvision's AlexNet classifier without fc8: dropout, fc6, ReLU, dropout, fc7, ReLU.
         self.fc = nn.Sequential(
             nn.Dropout(cfg.dropout), nn.Linear(pool5_dim, cfg.fc_dim), nn.ReLU(inplace=True),
@@ -154,6 +167,17 @@ class RCNN(nn.Module):
         self.cls_score = nn.Linear(cfg.fc_dim, k + 1)  # the fine-tuning layer replacing fc8 (K + background)
         self.svm = nn.Linear(cfg.fc_dim, k)  # one binary linear SVM per class on fc7
         self.bbox_reg = nn.Linear(pool5_dim, 4 * k)  # one (dx, dy, dw, dh) ridge regressor per class on pool5
+        # From random init (no ImageNet pre-training here), He initialisation of the ReLU layers keeps
+        # the activations' scale through the eight layers; PyTorch's default (a third of He's variance
+        # per layer, no BatchNorm to undo it) starts fc7 near zero and the fine-tuning on a plateau.
+        for layer in [*self.features, *self.fc]:
+            if isinstance(layer, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
+        # The fine-tuning layer: Gaussian std 0.01 (Caffe's fc8 initialisation, which R-CNN's fine-tuning
+        # uses): near-uniform softmax at the start.
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.zeros_(self.cls_score.bias)
         for head in (self.svm, self.bbox_reg):  # the convex stages start at the origin
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
@@ -170,7 +194,7 @@ class RCNN(nn.Module):
 
     def region_features(self, regions: Tensor) -> tuple[Tensor, Tensor]:
         """Warped regions ``[N, 3, S, S]`` -> ``(pool5 [N, D5], fc7 [N, Dfc])``."""
-        pool5 = self.avgpool(self.features(regions)).flatten(1)
+        pool5 = self.features(regions).flatten(1)
         return pool5, self.fc(pool5)
 
     def frozen_features(self, image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:

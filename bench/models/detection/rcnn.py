@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bench.engine.proposals import ProposalSettings
 from bench.models import register_model
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ RCNN_ALEXNET_VOC = 61_100_840 - 4_097_000 + 86_037 + 81_940 + 737_360
 def build_rcnn(
     num_classes: int,
     image_size: int,
+    proposals: ProposalSettings = ProposalSettings(mode="fast", max_proposals=2000),  # noqa: B008 - frozen
     warp_size: int = 227,
     context_padding: int = 16,
     width: float = 1.0,
@@ -59,6 +61,8 @@ def build_rcnn(
 ) -> nn.Module:
     """R-CNN for ``num_classes`` object classes (the fine-tuning softmax adds background).
 
+    ``proposals``: the selective-search settings (the paper: fast mode, ~2000 per image); the
+    detection task computes and caches them and puts them into every target (``bench.engine.proposals``).
     Regions: each proposal is dilated so that ``context_padding`` px of context surround it at the
     warped scale, then warped to ``warp_size`` px (paper: p = 16 at 227); ``image_size`` plays no
     part (the regions are warped, whatever the image size).  CNN: torchvision's AlexNet layer list
@@ -74,7 +78,7 @@ def build_rcnn(
     """
     from bench.models.detection._rcnn import RCNN, RCNNConfig
 
-    if not 0 < width:
+    if width <= 0:
         raise ValueError(f"rcnn: params.width must be > 0 (a multiplier of AlexNet's conv channels), got {width}")
     return RCNN(RCNNConfig(
         num_classes=num_classes, warp_size=warp_size, context_padding=context_padding, width=width, fc_dim=fc_dim,
