@@ -41,8 +41,10 @@ class DetectionTask(Task):
         return model
 
     def dataset(self, split: str, train: bool) -> Dataset:
+        """The split's images and boxes; ``train.augment`` (box-aware ops) on the training split only."""
         rec = self.records(split)
-        return DetectionDataset(rec.gt, rec.image_root, proposals=self.split_proposals(split, rec))
+        return DetectionDataset(rec.gt, rec.image_root, ops=self.cfg.train.augment if train else (),
+                                proposals=self.split_proposals(split, rec))
 
     def split_proposals(self, split: str, rec: Any) -> Callable[[int], np.ndarray] | None:
         """Selective-search boxes by image id (cached on disk, ``bench.engine.proposals``) for a
@@ -68,15 +70,18 @@ class DetectionTask(Task):
         return model(images)
 
     def evaluator(self, split: str, subset: Sequence[int] | None = None) -> DetectionEvaluator:
-        """COCO evaluation against the ground truth of the evaluated images only: with a subsample,
-        the images never run would otherwise count as missed objects and lower the mAP."""
+        return DetectionEvaluator(gt=self.eval_gt(split, subset), iou_type="bbox")
+
+    def eval_gt(self, split: str, subset: Sequence[int] | None = None) -> dict[str, Any]:
+        """The COCO ground truth of the evaluated images only: with a subsample, the images never run
+        would otherwise count as missed objects and lower the mAP."""
         gt = self.records(split).gt
         if subset is not None:
             order = DetectionDataset.image_order(gt)
             ids = {order[i]["id"] for i in subset}
             gt = {**gt, "images": [im for im in gt["images"] if im["id"] in ids],
                   "annotations": [a for a in gt["annotations"] if a["image_id"] in ids]}
-        return DetectionEvaluator(gt=gt, iou_type="bbox")
+        return gt
 
     def update(self, evaluator: Any, batch: Any, outputs: list[dict[str, torch.Tensor]]) -> None:
         evaluator.update(to_coco_results(batch[1], outputs, self.label_to_cat))

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 Mode = Literal["fast", "quality"]
 MODES: tuple[str, ...] = ("fast", "quality")
 CACHE_ENV = "BENCH_PROPOSAL_CACHE"
-CACHE_FORMAT = 1  # bump when the file layout or the box semantics change: old entries are then not read
+CACHE_FORMAT = 2  # bump when the file layout or the box semantics change: old entries are then not read
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def settings_of(builder: Callable[..., Any], params: Mapping[str, Any]) -> Propo
 
 
 def selective_search(image: np.ndarray, mode: str, max_proposals: int, min_size: int) -> np.ndarray:
-    """Selective-search boxes of one image, in OpenCV's ranking order.
+    """Selective-search boxes of one image, in OpenCV's ranking order (seeded: deterministic).
 
     ``image``: ``[H, W, 3]`` uint8 RGB.  Returns ``[P, 4]`` float32 xyxy in the image's pixels
     (x2 = x + w, so a box covering the whole image is ``[0, 0, W, H]``), ``P <= max_proposals``:
@@ -130,6 +130,7 @@ def selective_search(image: np.ndarray, mode: str, max_proposals: int, min_size:
         raise ValueError(f"selective_search: expected an [H, W, 3] uint8 RGB image, got {image.shape} {image.dtype}")
     if mode not in MODES:
         raise ValueError(f"selective_search: mode must be one of {', '.join(MODES)}, got {mode!r}")
+    _seed_ranking()
     ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
     ss.setBaseImage(np.ascontiguousarray(image[:, :, ::-1]))  # OpenCV works in BGR
     if mode == "fast":
@@ -139,6 +140,17 @@ def selective_search(image: np.ndarray, mode: str, max_proposals: int, min_size:
     rects = np.asarray(ss.process(), dtype=np.float32).reshape(-1, 4)  # [P, 4] x, y, w, h
     boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1)
     return _dedupe_filter(boxes, min_size)[:max_proposals]
+
+
+def _seed_ranking(seed: int = 0) -> None:
+    """Seed C's ``rand()``, which OpenCV's selective search draws for its ranking (the paper's
+    "pseudo-random" ranking: each box's hierarchy level times a random number).  Unseeded, one image
+    gives differently ordered boxes on each call, so ``max_proposals`` would keep different ones
+    and the cache would not equal what a model computes from the same image; ``cv2.setRNGSeed``
+    does not reach it (measured).  Process-wide: not deterministic when threads run it at once."""
+    import ctypes
+
+    ctypes.CDLL(None).srand(seed)
 
 
 def _dedupe_filter(boxes: np.ndarray, min_size: float) -> np.ndarray:
