@@ -88,7 +88,7 @@ def test_svm_and_regression_losses_never_reach_the_cnn() -> None:
     images, targets = batch()
     losses = model(images, targets)
     assert set(losses) == {"loss_finetune", "loss_svm", "loss_bbox"}
-    assert losses["loss_svm"].item() == 1.0  # zero-initialised SVMs: every hinge term is exactly 1
+    assert losses["loss_svm"].item() == 2.0  # zero-initialised SVMs: every hinge term is 1, one mean per class
     (losses["loss_svm"] + losses["loss_bbox"]).backward()
     cnn = [*model.features.parameters(), *model.fc.parameters(), *model.cls_score.parameters()]
     assert all(p.grad is None for p in cnn)

@@ -30,14 +30,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models.detection._utils import BalancedPositiveNegativeSampler, BoxCoder
-from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes, roi_align
+from torchvision.ops import box_iou, roi_align
+
+from bench.models.detection._region import decode_boxes, encode_boxes, sample_rois, select_detections
 
 # The CNN's input normalisation (ImageNet statistics, as torchvision's AlexNet expects).  Regions
 # reaching outside the image sample zeros after it, i.e. the mean colour, which is the paper's fill.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 ALEXNET_WIDTHS = (64, 192, 384, 256, 256)  # torchvision's AlexNet conv1..conv5 ("one weird trick" variant)
+UNNORMALISED = (1.0, 1.0, 1.0, 1.0)  # R-CNN regresses the raw t_x, t_y, t_w, t_h (appendix C), no target stds
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class RCNNConfig:
     feat_norm: float = 20.0
     feat_norm_momentum: float = 0.1
     nms_iou: float = 0.3
-    score_thresh: float = -1.0
+    score_thresh: float | None = None  # SVM margins are unbounded: None keeps every score
     detections_per_img: int = 100
     chunk: int = 256  # regions per CNN forward where no gradient is needed (memory bound)
 
@@ -187,8 +189,6 @@ class RCNN(nn.Module):
         self.register_buffer("pool5_norm", torch.zeros(()))
         self.register_buffer("mean", torch.tensor(MEAN).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(STD).view(3, 1, 1), persistent=False)
-        self.box_coder = BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))  # R-CNN's t_x, t_y, t_w, t_h (appendix C)
-        self.sampler = BalancedPositiveNegativeSampler(cfg.regions_per_image, cfg.positive_fraction)
 
     # -- features ---------------------------------------------------------------------------------
 
@@ -236,8 +236,13 @@ class RCNN(nn.Module):
     def losses(self, images: list[Tensor], targets: list[dict[str, Tensor]], proposals: list[Tensor]) -> (
             dict[str, Tensor]):
         """The three stages' losses on one batch (see the module docstring)."""
-        ft = [self.finetune_sample(p, t["boxes"], t["labels"]) for p, t in zip(proposals, targets, strict=True)]
-        regions = torch.cat([warp_regions(im, boxes, self.cfg.warp_size, self.cfg.context_padding)
+        cfg = self.cfg
+        # Fine-tuning regions: proposals and ground truth, IoU >= fg_iou a positive of the matched box's
+        # class, everything else background (no lower IoU bound), at most positive_fraction positives.
+        ft = [sample_rois(p, t["boxes"].to(p.dtype), t["labels"], batch_size=cfg.regions_per_image,
+                          fg_fraction=cfg.positive_fraction, fg_iou=cfg.fg_iou, bg_iou=(0.0, cfg.fg_iou))
+              for p, t in zip(proposals, targets, strict=True)]
+        regions = torch.cat([warp_regions(im, boxes, cfg.warp_size, cfg.context_padding)
                              for im, (boxes, _, _) in zip(images, ft, strict=True)])
         pool5, fc7 = self.region_features(regions)
         labels = torch.cat([lab for _, lab, _ in ft])
@@ -253,23 +258,9 @@ class RCNN(nn.Module):
         pool5_all = torch.cat([pool5.detach(), *[m["pool5"] for m in mined]])
         pool5_all = self.scaled(pool5_all, self.pool5_norm, update=True)
         boxes_all = torch.cat([*[b for b, _, _ in ft], *[m["boxes"] for m in mined]])
-        match = [g for _, _, g in ft] + [m["match"] for m in mined]
+        match = [pair_match(boxes, gt, lab) for boxes, lab, gt in ft] + [m["match"] for m in mined]
         loss_bbox = self.bbox_loss(pool5_all, boxes_all, match)
         return {"loss_finetune": loss_finetune, "loss_svm": loss_svm, "loss_bbox": loss_bbox}
-
-    def finetune_sample(self, proposals: Tensor, gt: Tensor, gt_labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Fine-tuning regions of one image: ``(boxes [R, 4], labels [R] in 0..K, match [R, 6])``.
-
-        Candidates are the proposals and the ground-truth boxes; IoU >= ``fg_iou`` with a ground-truth
-        box makes a positive of that box's class, everything else is background; ``regions_per_image``
-        drawn with at most ``positive_fraction`` positives.  ``match``: see ``match_gt``.
-        """
-        cand = torch.cat([proposals, gt.to(proposals.dtype)])
-        match = match_gt(cand, gt, gt_labels)
-        labels = torch.where(match[:, 4] >= self.cfg.fg_iou, match[:, 5].long(), 0)
-        pos, neg = self.sampler([labels.clamp(max=1)])
-        keep = torch.nonzero(pos[0] | neg[0]).squeeze(1)
-        return cand[keep], labels[keep], match[keep]
 
     def mining_set(self, image: Tensor, proposals: Tensor, gt: Tensor, gt_labels: Tensor) -> dict[str, Tensor]:
         """The SVM examples of one image, with frozen features.
@@ -297,8 +288,9 @@ class RCNN(nn.Module):
         ``svm_pos_weight``, 2 in the paper's liblinear call), the negatives the
         ``svm_hard_negatives`` highest-scoring regions with IoU < ``svm_neg_iou`` to every instance of
         c (the margin violators the paper's mining adds to its cache).  Each class's hinge is a
-        weighted mean over its examples; the loss is the mean over classes plus ``svm_l2 / 2 ||w||^2``.
-        A zero-initialised SVM scores 0 everywhere, so every hinge term is exactly 1: the loss starts at 1.
+        weighted mean over its examples; the loss is the sum over the K classes (K independent binary
+        SVMs) plus ``svm_l2 / 2 ||w||^2``.  A zero-initialised SVM scores 0 everywhere, so every hinge
+        term is exactly 1, each class's mean is 1 and the loss starts at exactly K.
         """
         k, hard = self.cfg.num_classes, self.cfg.svm_hard_negatives
         total, weight = scores.new_zeros(k), scores.new_zeros(k)
@@ -314,7 +306,7 @@ class RCNN(nn.Module):
             total = total + (F.relu(1 - s) * pos_w).sum(0) + neg_hinge.sum(0)
             weight = weight + pos_w.sum(0) + chosen.sum(0)
         seen = weight > 0
-        hinge = (total[seen] / weight[seen]).mean() if bool(seen.any()) else scores.sum() * 0
+        hinge = (total[seen] / weight[seen]).sum()
         return hinge + 0.5 * self.cfg.svm_l2 * self.svm.weight.pow(2).sum()
 
     def bbox_loss(self, pool5: Tensor, boxes: Tensor, match: list[Tensor]) -> Tensor:
@@ -330,7 +322,7 @@ class RCNN(nn.Module):
         ridge = self.cfg.bbox_ridge * self.bbox_reg.weight.pow(2).sum()
         if not bool(keep.any()):
             return ridge + 0 * self.bbox_reg.bias.sum()
-        target = self.box_coder.encode_single(match_all[keep, :4], boxes[keep])  # [N, 4]
+        target = encode_boxes(boxes[keep], match_all[keep, :4], UNNORMALISED)  # [N, 4]
         pred = self.bbox_reg(pool5[keep]).view(-1, self.cfg.num_classes, 4)
         pred = pred[torch.arange(len(pred), device=pred.device), labels[keep] - 1]
         return (pred - target).pow(2).sum(1).mean() + ridge
@@ -340,20 +332,21 @@ class RCNN(nn.Module):
     @torch.no_grad()
     def detect(self, image: Tensor, proposals: Tensor) -> dict[str, Tensor]:
         """One image's detections: SVM scores, class-specific box regression, per-class greedy NMS."""
-        cfg, k = self.cfg, self.cfg.num_classes
-        h, w = image.shape[-2:]
+        cfg = self.cfg
         pool5, fc7 = self.frozen_features(image, proposals)
         scores = self.svm(self.scaled(fc7, self.fc7_norm, update=False))  # [P, K]
         deltas = self.bbox_reg(self.scaled(pool5, self.pool5_norm, update=False))  # [P, 4K]
-        boxes = self.box_coder.decode_single(deltas, proposals).view(-1, k, 4)  # [P, K, 4]
-        boxes = clip_boxes_to_image(boxes, (h, w)).reshape(-1, 4)
-        labels = torch.arange(1, k + 1, device=image.device).repeat(len(proposals))
-        scores = scores.reshape(-1)
-        keep = torch.nonzero(scores > cfg.score_thresh).squeeze(1)
-        keep = keep[remove_small_boxes(boxes[keep], 1e-2)]
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        keep = batched_nms(boxes, scores, labels, cfg.nms_iou)[: cfg.detections_per_img]
-        return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
+        boxes = decode_boxes(proposals, deltas, UNNORMALISED).view(len(proposals), cfg.num_classes, 4)
+        thresh = float("-inf") if cfg.score_thresh is None else cfg.score_thresh
+        return select_detections(boxes, scores, tuple(image.shape[-2:]), score_thresh=thresh, nms_thresh=cfg.nms_iou,
+                                 detections_per_img=cfg.detections_per_img)
+
+
+def pair_match(boxes: Tensor, matched: Tensor, labels: Tensor) -> Tensor:
+    """``match_gt``'s layout for sampled regions ``boxes [R, 4]`` with their matched boxes and labels
+    (0 = background) -> ``[R, 6]``: the matched box, the IoU with it, the label."""
+    iou = box_iou(boxes, matched).diagonal() if len(boxes) else boxes.new_zeros(0)
+    return torch.cat([matched, iou[:, None], labels[:, None].to(boxes.dtype)], dim=1)
 
 
 def match_gt(boxes: Tensor, gt: Tensor, gt_labels: Tensor) -> Tensor:

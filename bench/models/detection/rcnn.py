@@ -56,7 +56,7 @@ def build_rcnn(
     bbox_ridge: float = 5e-3,
     feat_norm: float = 20.0,
     nms_iou: float = 0.3,
-    score_thresh: float = -1.0,
+    score_thresh: float | None = None,
     detections_per_img: int = 100,
 ) -> nn.Module:
     """R-CNN for ``num_classes`` object classes (the fine-tuning softmax adds background).
@@ -73,8 +73,9 @@ def build_rcnn(
     ``svm_neg_iou``, the ``svm_hard_negatives`` highest-scoring of ``svm_mining_pool`` proposals per
     image and class, L2 weight ``svm_l2``.  Box regression on pool5 for IoU >= ``bbox_iou``, ridge
     ``bbox_ridge``.  Features scaled to mean norm ``feat_norm`` before both.  Test: every proposal
-    scored by the SVMs, SVM margins above ``score_thresh`` kept, per-class greedy NMS at IoU
-    ``nms_iou`` (0.3, the paper's code), ``detections_per_img`` best.
+    scored by the SVMs (margins above ``score_thresh`` kept; None keeps all: a hinge-trained SVM puts
+    many true objects below -1, as its positives are the exact ground-truth boxes), per-class greedy
+    NMS at IoU ``nms_iou`` (0.3, the paper's code), the ``detections_per_img`` best.
     """
     from bench.models.detection._rcnn import RCNN, RCNNConfig
 
