@@ -255,7 +255,13 @@ DETECTION_INIT_LOSS: dict[str, Any] = {
     "loss_box_reg": lambda k: None,
     # hog_detector: one-vs-rest linear SVMs initialised at zero score every sample 0, so each of the K
     # squared-hinge (or hinge) terms is max(0, 1 - 0)^p = 1 and the L2 term is 0: exactly K per sample.
+    # rcnn's loss_svm is the sum over its K zero-initialised per-class SVMs of each one's mean hinge
+    # over its examples: each mean is exactly 1, so again exactly K.
     "loss_svm": lambda k: float(k),
+    # rcnn: the (K+1)-way fine-tuning layer is drawn with std 0.01 (Caffe's fc8 init), so ~uniform
+    # logits: ln(K+1).  Box regression (ridge on offsets): finite and >= 0.
+    "loss_finetune": lambda k: math.log(k + 1.0),
+    "loss_bbox": lambda k: None,
 }
 
 

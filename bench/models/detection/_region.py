@@ -110,13 +110,25 @@ def postprocess(
     ``score_thresh`` or with no area go, then NMS per class at ``nms_thresh``; the best
     ``detections_per_img`` remain.  Returns ``{"boxes": [N, 4], "scores": [N], "labels": [N]}``.
     """
-    from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
-
     k1 = class_logits.shape[1]
     scores = F.softmax(class_logits.float(), dim=1)[:, 1:]  # [R, K]
     boxes = decode_boxes(rois.float(), box_deltas.float()).reshape(-1, k1, 4)[:, 1:]  # [R, K, 4]
+    return select_detections(boxes, scores, image_size, score_thresh=score_thresh, nms_thresh=nms_thresh,
+                             detections_per_img=detections_per_img)
+
+
+def select_detections(
+    boxes: torch.Tensor, scores: torch.Tensor, image_size: tuple[int, int], *,
+    score_thresh: float, nms_thresh: float, detections_per_img: int,
+) -> dict[str, torch.Tensor]:
+    """One box per RoI and class (``boxes [R, K, 4]``, ``scores [R, K]``, class k + 1 in column k) ->
+    the image's detections: clipped to ``image_size`` (h, w), scores above ``score_thresh`` with
+    some area, per-class NMS at ``nms_thresh``, the best ``detections_per_img``.  Shared by the
+    softmax detectors (:func:`postprocess`) and R-CNN (scores from its SVMs)."""
+    from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
+
     boxes = clip_boxes_to_image(boxes, image_size)
-    labels = torch.arange(1, k1, device=scores.device).expand_as(scores)
+    labels = torch.arange(1, scores.shape[1] + 1, device=scores.device).expand_as(scores)
     boxes, scores, labels = boxes.reshape(-1, 4), scores.reshape(-1), labels.reshape(-1)
     keep = torch.nonzero(scores > score_thresh).flatten()
     boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
