@@ -53,33 +53,14 @@ def build_faster_rcnn(
     with every aspect ratio.  The transform keeps images at ``image_size``: torchvision would
     otherwise upscale them to 800 px.
     """
-    from functools import partial
-
-    from torch import nn
-    from torchvision.models import resnet
     from torchvision.models.detection import FasterRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
-    from torchvision.models.detection.backbone_utils import BackboneWithFPN
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-    from torchvision.ops import MultiScaleRoIAlign, misc
-    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+    from torchvision.ops import MultiScaleRoIAlign
 
-    if backbone not in BACKBONES:
-        raise ValueError(f"faster_rcnn: unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
     if len(anchor_sizes) != 5:
         raise ValueError(f"faster_rcnn: anchor_sizes needs one size per FPN level (5), got {anchor_sizes}")
-    norms = {"bn": nn.BatchNorm2d, "frozen_bn": misc.FrozenBatchNorm2d, "gn": partial(nn.GroupNorm, 32)}
-    if norm not in norms:
-        raise ValueError(f"faster_rcnn: unknown norm {norm!r}; choose one of {', '.join(norms)}")
-    trunk = getattr(resnet, backbone)(weights=None, norm_layer=norms[norm])
-    stage_channels = [trunk.inplanes // 8 * 2**i for i in range(4)]  # C2..C5 widths
-    body = BackboneWithFPN(
-        trunk,
-        return_layers={f"layer{i}": str(i - 1) for i in range(1, 5)},
-        in_channels_list=stage_channels,
-        out_channels=fpn_channels,
-        extra_blocks=LastLevelMaxPool(),  # P6 by stride-2 max-pool of P5, as in torchvision
-    )
+    body = resnet_fpn_backbone("faster_rcnn", backbone, norm, fpn_channels)
     anchors = AnchorGenerator(
         sizes=tuple((s,) for s in anchor_sizes), aspect_ratios=(tuple(aspect_ratios),) * len(anchor_sizes)
     )
@@ -101,4 +82,36 @@ def build_faster_rcnn(
         box_batch_size_per_image=box_batch_size_per_image,
         box_detections_per_img=box_detections_per_img,
         box_score_thresh=box_score_thresh,
+    )
+
+
+def resnet_fpn_backbone(model: str, backbone: str, norm: str, fpn_channels: int) -> nn.Module:
+    """A random-init ResNet (C2..C5) with an FPN on top: ``OrderedDict`` P2..P5 (keys ``"0"``..``"3"``)
+    and P6 (``"pool"``, a stride-2 max-pool of P5), each ``[B, fpn_channels, H/2^k, W/2^k]``.
+
+    Shared by the FPN detectors (faster_rcnn, mask_rcnn, panet); ``model`` names the caller in errors.
+    ``norm``: ``bn`` (trainable BatchNorm, needed from random init), ``gn`` or ``frozen_bn`` (the
+    torchvision default, only sensible with pretrained weights).
+    """
+    from functools import partial
+
+    from torch import nn
+    from torchvision.models import resnet
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.ops import misc
+    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+    if backbone not in BACKBONES:
+        raise ValueError(f"{model}: unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    norms = {"bn": nn.BatchNorm2d, "frozen_bn": misc.FrozenBatchNorm2d, "gn": partial(nn.GroupNorm, 32)}
+    if norm not in norms:
+        raise ValueError(f"{model}: unknown norm {norm!r}; choose one of {', '.join(norms)}")
+    trunk = getattr(resnet, backbone)(weights=None, norm_layer=norms[norm])
+    stage_channels = [trunk.inplanes // 8 * 2**i for i in range(4)]  # C2..C5 widths
+    return BackboneWithFPN(
+        trunk,
+        return_layers={f"layer{i}": str(i - 1) for i in range(1, 5)},
+        in_channels_list=stage_channels,
+        out_channels=fpn_channels,
+        extra_blocks=LastLevelMaxPool(),  # P6 by stride-2 max-pool of P5, as in torchvision
     )
