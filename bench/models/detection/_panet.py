@@ -167,4 +167,3 @@ def panet_heads(channels: int, num_classes: int, representation_size: int, mask_
         mask_head=AdaptiveMaskHead(channels, mask_head_channels, levels, fusion),
         mask_predictor=FusedMaskPredictor(mask_head_channels, num_classes, pool, mask_size),
     )
-
