@@ -52,8 +52,8 @@ def test_rois_are_pooled_without_quantisation(name: str) -> None:
     box = torch.tensor([[10.2, 10.2, 30.2, 30.2]])
     for pooler in (heads.box_roi_pool, heads.mask_roi_pool):
         a, b = (pooler(feats, [box + d], [(64, 64)]) for d in (0.0, 0.25))
-        if a.ndim == 5:  # panet: [R, level, C, S, S]; on P5 (stride 32) RoIAlign widens the 20 px box to
-            a, b = a[:, :3], b[:, :3]  # one feature pixel (its legacy minimum) and samples clamp at the edge
+        if isinstance(a, list):  # panet: one grid per level; on P5 (stride 32) RoIAlign widens the 20 px box
+            a, b = torch.stack(a[:3]), torch.stack(b[:3])  # to one feature pixel and samples clamp at the edge
         assert torch.allclose(b - a, torch.full_like(a, 0.25), atol=1e-5)
 
 
@@ -139,17 +139,17 @@ def test_adaptive_pooling_uses_every_level() -> None:
     with torch.no_grad():
         for pool, head in ((heads.box_roi_pool, heads.box_head), (heads.mask_roi_pool, heads.mask_head)):
             a, b = pool(feats, box, shapes), pool(moved, box, shapes)
-            assert a.shape[1] == 4  # [R, levels, C, S, S]
-            assert torch.equal(a[:, :3], b[:, :3]) and not torch.equal(a[:, 3], b[:, 3])
+            assert len(a) == 4  # one [R, C, S, S] grid per level
+            assert all(torch.equal(a[i], b[i]) for i in range(3)) and not torch.equal(a[3], b[3])
             assert not torch.equal(head(a), head(b))
 
 
 def test_panet_fusion_is_the_elementwise_max_after_the_first_layer() -> None:
     heads = tiny("panet").roi_heads
-    x = torch.randn(5, 4, 32, 7, 7)
+    x = [torch.randn(5, 32, 7, 7) for _ in range(4)]
     head = heads.box_head
     with torch.no_grad():
-        per_level = torch.stack([torch.relu(fc(x[:, i].flatten(1))) for i, fc in enumerate(head.fc1)])
+        per_level = torch.stack([torch.relu(fc(grid.flatten(1))) for fc, grid in zip(head.fc1, x, strict=True)])
         assert torch.allclose(head(x), torch.relu(head.fc2(per_level.max(0).values)))
     assert tiny("panet", fusion="sum").roi_heads.box_head.fusion == "sum"
     with pytest.raises(ValueError, match="unknown fusion"):
