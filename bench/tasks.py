@@ -24,6 +24,16 @@ class TaskSpec:
     # Other tasks whose leaderboards and `bench run <task>` also include this task's models
     # (Siamese models rank on classification through their nearest-class-mean classifier).
     also_ranks_on: tuple[str, ...] = ()
+    # Train-time transforms (``train.augment``) this task's datasets implement; any other is a config error.
+    augment_ops: tuple[str, ...] = ("hflip", "vflip", "rot90", "channel_shuffle", "crop", "rotate", "shear",
+                                    "color_shift")
+    # The score a model should reach within its cpu budget: a leaderboard row below it whose training
+    # ended on the time limit is marked "budget-limited" (the budget, not the model, bounded the score).
+    target: tuple[str, float] | None = None
+
+
+#: Box- and mask-aware transforms of detection data (``bench.engine.detection_augment``).
+DETECTION_AUGMENT = ("hflip", "vflip", "scale_jitter", "crop", "color_shift")
 
 
 TASKS: Registry[str, TaskSpec] = Registry("task")
@@ -46,7 +56,18 @@ TASKS.add(
 TASKS.add(
     "detection",
     "bench.engine.detection:DetectionTask",
-    TaskSpec("mAP", True, ("mAP", "mAP_50", "mAP_75", "mAP11", "mAPall"), "object detection, COCO boxes"),
+    TaskSpec("mAP", True, ("mAP", "mAP_50", "mAP_75", "mAP11", "mAPall"), "object detection, COCO boxes",
+             augment_ops=DETECTION_AUGMENT, target=("mAP_50", 0.25)),
+)
+TASKS.add(
+    "instance_segmentation",
+    "bench.engine.instance_segmentation:InstanceSegmentationTask",
+    TaskSpec(
+        "mask_mAP", True, ("mask_mAP", "mask_mAP_50", "mask_mAP_75", "mAP", "mAP_50", "mAP_75"),
+        "detection with a mask per object: COCO segm (mask_*) and bbox metrics",
+        # Box metrics under the detection names: Mask R-CNN and PANet rank on detection by their boxes.
+        also_ranks_on=("detection",), augment_ops=DETECTION_AUGMENT, target=("mAP_50", 0.25),
+    ),
 )
 TASKS.add(
     "semantic_segmentation",

@@ -34,7 +34,7 @@ Examples:
   bench run detection --seed 1 --output out/detection.json
   bench run all --seeds 3                    seeds 0, 1, 2: the leaderboard shows mean ± 95% CI
   bench run all --force                      retrain even what the results store already has
-  bench run unet --dataset my_data.yaml      your own data (see configs/datasets/shapes.yaml)
+  bench run unet --dataset my_data.yaml      your own data (see configs/datasets/templates/)
   bench run mobilenet_v2 --profile cpu --set train.time_limit_s=600
                                              override any train/params key (highest precedence)
 

@@ -324,6 +324,7 @@ def resolve_trial(
             f"dataset {dataset.name!r} has no view for task {spec.task!r} (model {model.name!r}); "
             f"its views: {', '.join(dataset.views)}"
         )
+    _check_view_format(dataset, spec.task)
 
     def origin(file: str, dotted: str) -> str:
         for cfg in (model, profile, suite):
@@ -364,12 +365,35 @@ def resolve_trial(
             problems.append(f"{key} = {e.get('input')!r} from {sources.get(key, 'default')}: {e['msg']}")
         raise ConfigError(f"{model.name} under profile {profile.name} on {dataset.name}: " + "; ".join(problems)) \
             from None
+    _check_augment(train_cfg.augment, spec.task, sources.get("train.augment", "default"), model.name)
     config = TrialConfig(
         model=model.name, builder=model.builder, task=spec.task, dataset=dataset, profile=profile.name,
         seed=seed, device=profile.device, params=params, train=train_cfg, resources=resources,
         native_image_size=native, recipe=profile.recipe,
     )
     return ResolvedTrial(config, {**sources, **psources}, frozenset(used))
+
+
+def _check_view_format(dataset: DatasetConfig, task: str) -> None:
+    """The dataset's view for ``task`` must use a format that serves ``task`` (``bench.datasets``)."""
+    from bench.datasets import DATASETS
+
+    fmt = dataset.views[task].format
+    serves = DATASETS.get(fmt).meta.tasks
+    if task not in serves:
+        raise ConfigError(f"{dataset.source}: views.{task} uses format {fmt!r}, which serves {', '.join(serves)}, "
+                          f"not {task}; pick a format for {task}: "
+                          + ", ".join(e.name for e in DATASETS.entries() if task in e.meta.tasks))
+
+
+def _check_augment(ops: tuple[str, ...], task: str, source: str, model: str) -> None:
+    """Every ``train.augment`` op must be one the task's datasets implement (``TaskSpec.augment_ops``)."""
+    valid = TASKS.get(task).meta.augment_ops
+    bad = [op for op in ops if op not in valid]
+    if bad:
+        raise ConfigError(f"{model}: train.augment = {list(ops)} from {source}: {', '.join(bad)} "
+                          f"{'is' if len(bad) == 1 else 'are'} not a {task} transform; valid for {task}: "
+                          f"{', '.join(valid)}")
 
 
 def _scale_reference_lr(

@@ -22,7 +22,8 @@ def _first_image(folder: Path) -> Path | None:
 
 def probe_image_size(dataset: DatasetConfig, task: str, project: Path | None = None) -> int | None:
     """The larger side (px) of the first training image of ``dataset``'s ``task`` view, or None when the
-    data is not on disk.  COCO views read the annotation file's first image record."""
+    data is not on disk.  COCO views read the annotation file's first image record, VOC views the first
+    listed image's XML <size>."""
     from PIL import Image
 
     from bench.paths import project_root
@@ -36,14 +37,18 @@ def probe_image_size(dataset: DatasetConfig, task: str, project: Path | None = N
     view = dataset.views[task]  # type: ignore[index]
     split = dataset.splits.get("train", "train")
     base = root / view.path
+    if view.format == "voc":
+        return _voc_size(base, split)
     if view.format == "coco":
-        ann = base / "annotations" / f"{split}.json"
+        from bench.datasets.formats import COCO_ANNOTATIONS, split_path
+
+        ann = base / split_path(view.annotations or COCO_ANNOTATIONS, split)
         if not ann.is_file():
             return None
         images = json.loads(ann.read_text()).get("images") or []
         if images and "width" in images[0] and "height" in images[0]:
             return int(max(images[0]["width"], images[0]["height"]))
-        first = base / images[0]["file_name"] if images else None
+        first = base / split_path(view.images or ".", split) / images[0]["file_name"] if images else None
     elif view.format == "masks":
         first = _first_image(base / "images" / split)
     else:
@@ -52,3 +57,23 @@ def probe_image_size(dataset: DatasetConfig, task: str, project: Path | None = N
         return None
     with Image.open(first) as img:
         return int(max(img.size))
+
+
+def _voc_size(base: Path, split: str) -> int | None:
+    """The larger side of a VOC view's first listed image: its XML ``<size>``, else the image itself."""
+    from bench.datasets.formats import (
+        find_voc_image,
+        parse_voc_xml,
+        read_split_list,
+        voc_image_size,
+    )
+
+    listing = base / "ImageSets" / "Main" / f"{split}.txt"
+    if not listing.is_file():
+        return None  # not on disk: the caller says which key to add; a malformed file raises below
+    first = read_split_list(listing)[0]
+    xml = base / "Annotations" / f"{first}.xml"
+    record = parse_voc_xml(xml, None)
+    if record.width and record.height:
+        return max(record.width, record.height)
+    return max(voc_image_size(find_voc_image(base / "JPEGImages", record, first, xml), record, xml))

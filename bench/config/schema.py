@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-# Train-time transforms (bench.engine.data.augment documents each one's range).
-Augment = Literal["hflip", "vflip", "rot90", "channel_shuffle", "crop", "rotate", "shear", "color_shift"]
+# Train-time transforms: bench.engine.data.augment documents each one's range for images and label
+# maps, bench.engine.detection_augment the box/mask-aware ones; which a task accepts is
+# TaskSpec.augment_ops (bench.tasks), checked when a trial resolves.
+Augment = Literal["hflip", "vflip", "rot90", "channel_shuffle", "crop", "rotate", "shear", "color_shift",
+                  "scale_jitter"]
 def _known_task(name: str) -> str:
     """A task name registered in ``bench.tasks`` (the one place task names are listed)."""
     from bench.registry import unknown_name_message
@@ -220,14 +223,35 @@ class ModelConfig(FileConfig):
 
 
 class DatasetView(Strict):
-    """How one task reads a dataset: the format adapter and where its files are."""
+    """How one task reads a dataset: the format adapter and where its files are.
 
-    format: Literal["imagefolder", "coco", "masks"]
+    ``annotations``/``images`` (``coco`` only) place the JSON and the images of any COCO-format
+    folder, with ``{split}`` standing for the split's file name (see ``splits``).
+    """
+
+    format: Literal["imagefolder", "coco", "voc", "masks"]
     path: str = Field(description="relative to the dataset root")
     image_size: int | None = Field(
         None, ge=1, description="native image side, px (what `image_scale` multiplies); read from the first "
         "training image when not given"
     )
+    annotations: str | None = Field(
+        None, description="coco: a split's JSON relative to `path`, `{split}` = its name [annotations/{split}.json]"
+    )
+    images: str | None = Field(
+        None, description="coco: the folder `file_name` is relative to, relative to `path` (may use `{split}`) [.]"
+    )
+
+    @model_validator(mode="after")
+    def _layout_keys(self) -> DatasetView:
+        given = [k for k in ("annotations", "images") if getattr(self, k) is not None]
+        if given and self.format != "coco":
+            raise ValueError(f"{', '.join(given)} only apply to format coco (a {self.format} view has a fixed layout)")
+        return self
+
+    def adapter_options(self) -> dict[str, str]:
+        """The layout keys given, as keyword arguments of the format adapter."""
+        return {k: v for k in ("annotations", "images") if (v := getattr(self, k)) is not None}
 
 
 class DatasetConfig(FileConfig):
@@ -240,7 +264,8 @@ class DatasetConfig(FileConfig):
     classes: list[str]
     views: dict[TaskName, DatasetView]
     splits: dict[Literal["train", "val", "test"], str] = Field(
-        default_factory=lambda: {"train": "train", "val": "val", "test": "test"}
+        default_factory=lambda: {"train": "train", "val": "val", "test": "test"},
+        description="bench's split -> the dataset's split name (VOC2007: {train: trainval, val: val, test: test})",
     )
 
 

@@ -17,13 +17,20 @@ from bench.registry import Registry
 class FormatSpec:
     """Metadata of a dataset format adapter."""
 
-    task: str
+    tasks: tuple[str, ...]  # the tasks whose views may use this format
     layout: str  # the on-disk layout the adapter expects, shown by `bench list`
 
 
 DATASETS: Registry[Callable[..., Any], FormatSpec] = Registry("dataset format", discover=("bench.datasets",))
 
 
-def register_format(name: str, *, task: str, layout: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering a format adapter ``(view_root, split, classes) -> split records``."""
-    return DATASETS.register(name, FormatSpec(task=task, layout=layout))
+def register_format(
+    name: str, *, task: str | tuple[str, ...], layout: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator registering a format adapter ``(view_root, split, classes) -> split records``.
+
+    ``task``: the task, or tasks, whose dataset views may name this format (COCO instances serve
+    detection and instance segmentation).
+    """
+    tasks = (task,) if isinstance(task, str) else tuple(task)
+    return DATASETS.register(name, FormatSpec(tasks=tasks, layout=layout))

@@ -190,6 +190,16 @@ def dir_md5(root: Path) -> str:
     return entries_md5(dir_entries(root))
 
 
+def folder_version(project: Path, root: Path) -> str:
+    """The version of a dataset folder no ``.dvc`` file pins: ``unpinned-md5:`` + DVC's directory hash
+    of the files as they are.  Like ``verify`` it reuses a file's md5 while its stat is unchanged
+    (``.bench-cache/md5/``), so planning a run on a large folder re-reads only files that changed."""
+    if not root.is_dir():
+        raise DataVersionError(f"{root}: dataset folder does not exist (`root:` in the dataset YAML)")
+    _, table = _stat_cache_files(project, root)
+    return "unpinned-md5:" + entries_md5(dir_entries(root, table)).removesuffix(".dir")
+
+
 def pinned_entries(project: Path, pin: Pin) -> dict[str, str] | None:
     """relpath -> md5 of the pinned version, from the local DVC cache when it holds the listing."""
     hexd = pin.md5.removesuffix(".dir")

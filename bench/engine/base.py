@@ -44,7 +44,9 @@ class Task(ABC):
 
     def records(self, split: str) -> Any:
         """The format adapter's records of ``split`` (``train``/``val``/``test`` via the config)."""
-        return self._adapter(self.view_root, self.cfg.dataset.splits[split], self.classes)  # type: ignore[index]
+        view = self.cfg.dataset.views[self.cfg.task]  # type: ignore[index]
+        return self._adapter(self.view_root, self.cfg.dataset.splits[split], self.classes,  # type: ignore[index]
+                             **view.adapter_options())
 
     @property
     def num_classes(self) -> int:

@@ -128,19 +128,31 @@ class SegmentationDataset(Dataset):
 
 
 class DetectionDataset(Dataset):
-    """``(image [3, H, W] in [0, 1], target)`` with ``boxes [N, 4] xyxy``, ``labels [N]`` in 1..K.
+    """``(image [3, H, W] in [0, 1], target)`` with ``boxes [N, 4] xyxy``, ``labels [N]`` in 1..K,
+    ``image_id`` and, with ``masks``, ``masks [N, H, W] uint8`` (0/1) decoded from each annotation's
+    COCO ``segmentation`` (RLE or polygons).
 
-    Crowd annotations are not training targets (they are handled by the evaluator); category ids
-    map to contiguous labels by sorted id.  Detectors resize internally, so images keep their size.
+    Crowd annotations are not training targets (they are handled by the evaluator), nor are VOC
+    ``difficult`` ones: py-faster-rcnn (``use_diff=False``) and mmdetection train without them, as the
+    papers this zoo reproduces did, and the VOC metrics ignore them.  Category ids map to contiguous
+    labels by sorted id.  Detectors resize internally, so images keep their size.
+    ``ops``: box- and mask-aware transforms (``bench.engine.detection_augment``), training only.
+    With ``proposals`` (image id -> ``[P, 4]`` float32 xyxy, for proposal-based models) the target
+    also holds ``proposals [P, 4]`` in image pixels, added before ``ops``, which map them as boxes.
     """
 
-    def __init__(self, gt: dict[str, Any], image_root: Path) -> None:
+    def __init__(
+        self, gt: dict[str, Any], image_root: Path, masks: bool = False, ops: Sequence[str] = (),
+        proposals: Callable[[int], np.ndarray] | None = None,
+    ) -> None:
         self.images = self.image_order(gt)
         self.root = image_root
+        self.masks, self.ops = masks, tuple(ops)
+        self.proposals = proposals
         self.cat_to_label = {c["id"]: k + 1 for k, c in enumerate(sorted(gt["categories"], key=lambda c: c["id"]))}
         self.anns: dict[int, list[dict[str, Any]]] = {im["id"]: [] for im in self.images}
         for ann in gt["annotations"]:
-            if not ann.get("iscrowd", 0):
+            if not ann.get("iscrowd", 0) and not ann.get("difficult", 0):
                 self.anns[ann["image_id"]].append(ann)
 
     def __len__(self) -> int:
@@ -158,7 +170,37 @@ class DetectionDataset(Dataset):
         boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
         labels = torch.tensor([self.cat_to_label[a["category_id"]] for a in anns], dtype=torch.int64)
         target = {"boxes": boxes, "labels": labels, "image_id": torch.tensor(info["id"])}
-        return load_rgb(self.root / info["file_name"]), target
+        image = load_rgb(self.root / info["file_name"])
+        if self.masks:
+            target["masks"] = decode_masks(anns, image.shape[1], image.shape[2], info)
+        if self.proposals is not None:
+            target["proposals"] = torch.from_numpy(self.proposals(info["id"]))
+        if self.ops:
+            from bench.engine.detection_augment import augment_detection
+
+            image, target = augment_detection(image, target, self.ops)
+        return image, target
+
+
+def decode_masks(anns: Sequence[dict[str, Any]], height: int, width: int, image: dict[str, Any]) -> torch.Tensor:
+    """``[N, H, W] uint8`` (0/1) from the annotations' COCO ``segmentation`` (polygons or RLE).
+
+    ``image``: the COCO image record, named in errors.  An RLE must be the image's size.
+    """
+    from faster_coco_eval.core import mask as mask_utils
+
+    out = torch.zeros((len(anns), height, width), dtype=torch.uint8)
+    for k, ann in enumerate(anns):
+        segm = ann.get("segmentation")
+        if not segm:
+            raise ValueError(f"image {image.get('file_name')} (id={image['id']}): annotation id={ann.get('id')} "
+                             "has no 'segmentation'; instance segmentation needs a mask per object")
+        if isinstance(segm, dict) and list(segm.get("size", [])) != [height, width]:
+            raise ValueError(f"image {image.get('file_name')} (id={image['id']}): annotation id={ann.get('id')} has "
+                             f"an RLE of size {segm.get('size')}, but the image is [{height}, {width}]")
+        rle = mask_utils.segmToRle(segm, width, height)
+        out[k] = torch.from_numpy(np.ascontiguousarray(mask_utils.decode(rle)))
+    return out
 
 
 def subsample(ds: Dataset, limit: int | None, seed: int) -> Dataset:

@@ -2,26 +2,59 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from bench.config.catalog import TrialConfig
 from bench.engine.base import Task
 from bench.engine.data import DetectionDataset, list_collate
+from bench.engine.proposals import SplitProposals, for_split, settings_of
 from bench.evaluators.detection import DetectionEvaluator
 from bench.metrics.significance import BaselineTest, paired_baseline
+from bench.models import MODELS
 
 
 class DetectionTask(Task):
     collate = staticmethod(list_collate)
     untrained_baseline = True  # no trivial detector: the baseline is the architecture at initialisation
 
+    def __init__(self, cfg: TrialConfig, dataset_root: Path) -> None:
+        super().__init__(cfg, dataset_root)
+        self.dataset_root = dataset_root
+        # Proposal-based models (rcnn, spp_net, fast_rcnn): their builder's `proposals` settings.
+        self.proposal_settings = settings_of(MODELS.get(cfg.builder).obj, cfg.params)
+        self._proposals: dict[str, SplitProposals] = {}
+
+    def build_model(self) -> nn.Module:
+        model = super().build_model()
+        if bool(getattr(model, "uses_proposals", False)) != (self.proposal_settings is not None):
+            raise TypeError(
+                f"model {self.cfg.builder!r}: `uses_proposals = True` and a builder parameter `proposals` "
+                "(bench.engine.proposals.ProposalSettings) go together; it has only one of them"
+            )
+        return model
+
     def dataset(self, split: str, train: bool) -> Dataset:
+        """The split's images and boxes; ``train.augment`` (box-aware ops) on the training split only."""
         rec = self.records(split)
-        return DetectionDataset(rec.gt, rec.image_root)
+        return DetectionDataset(rec.gt, rec.image_root, ops=self.cfg.train.augment if train else (),
+                                proposals=self.split_proposals(split, rec))
+
+    def split_proposals(self, split: str, rec: Any) -> Callable[[int], np.ndarray] | None:
+        """Selective-search boxes by image id (cached on disk, ``bench.engine.proposals``) for a
+        proposal-based model; None for the others."""
+        if self.proposal_settings is None:
+            return None
+        if split not in self._proposals:  # once per task: validation builds its dataset every epoch
+            images = [(im["id"], rec.image_root / im["file_name"]) for im in DetectionDataset.image_order(rec.gt)]
+            self._proposals[split] = for_split(self.cfg, self.dataset_root, split, images, self.proposal_settings)
+        return self._proposals[split].boxes
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         images, targets = batch
@@ -31,18 +64,25 @@ class DetectionTask(Task):
         return sum(losses.values())  # type: ignore[return-value]
 
     def predict(self, model: nn.Module, batch: Any, device: torch.device) -> list[dict[str, torch.Tensor]]:
-        return model([im.to(device, non_blocking=True) for im in batch[0]])
+        images = [im.to(device, non_blocking=True) for im in batch[0]]
+        if getattr(model, "uses_proposals", False):
+            # Their regions come in the targets, in eval too; only the proposals, never the ground truth.
+            return model(images, [{"proposals": t["proposals"].to(device)} for t in batch[1]])
+        return model(images)
 
     def evaluator(self, split: str, subset: Sequence[int] | None = None) -> DetectionEvaluator:
-        """COCO evaluation against the ground truth of the evaluated images only: with a subsample,
-        the images never run would otherwise count as missed objects and lower the mAP."""
+        return DetectionEvaluator(gt=self.eval_gt(split, subset), iou_type="bbox")
+
+    def eval_gt(self, split: str, subset: Sequence[int] | None = None) -> dict[str, Any]:
+        """The COCO ground truth of the evaluated images only: with a subsample, the images never run
+        would otherwise count as missed objects and lower the mAP."""
         gt = self.records(split).gt
         if subset is not None:
             order = DetectionDataset.image_order(gt)
             ids = {order[i]["id"] for i in subset}
             gt = {**gt, "images": [im for im in gt["images"] if im["id"] in ids],
                   "annotations": [a for a in gt["annotations"] if a["image_id"] in ids]}
-        return DetectionEvaluator(gt=gt, iou_type="bbox")
+        return gt
 
     def update(self, evaluator: Any, batch: Any, outputs: list[dict[str, torch.Tensor]]) -> None:
         evaluator.update(to_coco_results(batch[1], outputs, self.label_to_cat))

@@ -36,6 +36,7 @@ _LAZY = {
     "SegmentationEvaluator": "bench.evaluators.segmentation",
     "EmbeddingEvaluator": "bench.evaluators.verification",
     "DetectionEvaluator": "bench.evaluators.detection",
+    "InstanceSegmentationEvaluator": "bench.evaluators.instance_segmentation",
 }
 
 

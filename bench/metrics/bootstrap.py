@@ -15,6 +15,9 @@ statistics with the counts as weights, never by re-running matching or inference
   detection's TP / FP / ignored outcome is fixed; a copy of an image adds its detections and GT
   again.  The PR curve of a class is rebuilt from weighted cumulative sums in the evaluator's
   ranking, with the same interpolation (COCO 101-point, VOC 11-point and all-point).
+* ``instance_segmentation``: the detection samples of the boxes, and those of the masks with every
+  key prefixed ``mask_`` (``image_id`` shared) -> ``mask_mAP, mask_mAP_50, mask_mAP_75`` (masks) and
+  ``mAP, mAP_50, mAP_75`` (boxes), the two resampled with the same image weights.
 * ``verification``: ``pair_anchor [P] int`` (the image that owns the pair), ``pair_score [P]``,
   ``pair_same [P] bool``, ``pair_correct [P] bool`` (at the evaluator's fixed threshold, absent
   without one), ``label, pred [N] int`` (nearest class mean, absent without class means) ->
@@ -259,6 +262,20 @@ def detection_batch(s: Samples, w: np.ndarray) -> Batch:
     }
 
 
+#: Prefix of the mask samples and metrics of instance segmentation (``bench.evaluators.instance_segmentation``).
+MASK = "mask_"
+
+
+def instance_segmentation_batch(s: Samples, w: np.ndarray) -> Batch:
+    """The instance-segmentation headline metrics ``[B]`` (see ``bench.tasks``) under image weights ``w: [B, N]``:
+    :func:`detection_batch` on the box samples and, prefixed ``mask_``, on the mask samples."""
+    box = detection_batch(s, w)
+    mask_samples = {k[len(MASK):]: v for k, v in s.items() if k.startswith(MASK)}
+    mask = {MASK + k: v for k, v in detection_batch(mask_samples, w).items()}
+    both = {**box, **mask}
+    return {k: both[k] for k in TASKS.get("instance_segmentation").meta.headline_metrics}
+
+
 # --------------------------------------------------------------------------------------------
 # Verification
 # --------------------------------------------------------------------------------------------
@@ -316,26 +333,29 @@ _BATCH: dict[str, Callable[[Samples, np.ndarray], Batch]] = {
     "classification": classification_batch,
     "semantic_segmentation": segmentation_batch,
     "detection": detection_batch,
+    "instance_segmentation": instance_segmentation_batch,
     "verification": verification_batch,
 }
 #: task -> its headline metrics, in the order they are returned: read from the task registry
 #: (``bench.tasks``, the one place they are named) for the tasks that can be resampled.
 TASK_METRICS: dict[str, tuple[str, ...]] = {t: TASKS.get(t).meta.headline_metrics for t in _BATCH}
 #: task -> the dtype of each sample array its metrics read (stored samples are JSON lists).
+_DETECTION_DTYPES: dict[str, Any] = {
+    "coco_npos": np.int64, "voc_npos": np.int64, "det_image": np.int64, "det_class": np.int64,
+    "det_score": np.float64, "coco_tp": np.int64, "coco_ignored": np.int64, "voc_tp": bool, "voc_ignored": bool,
+}
 _DTYPES: dict[str, dict[str, Any]] = {
     "classification": {"label": np.int64, "pred": np.int64, "top5": bool},
     "semantic_segmentation": {"confmat": np.int64},
-    "detection": {
-        "coco_npos": np.int64, "voc_npos": np.int64, "det_image": np.int64, "det_class": np.int64,
-        "det_score": np.float64, "coco_tp": np.int64, "coco_ignored": np.int64, "voc_tp": bool, "voc_ignored": bool,
-    },
+    "detection": _DETECTION_DTYPES,
+    "instance_segmentation": {**_DETECTION_DTYPES, **{MASK + k: v for k, v in _DETECTION_DTYPES.items()}},
     "verification": {
         "pair_anchor": np.int64, "pair_score": np.float64, "pair_same": bool, "pair_correct": bool,
         "label": np.int64, "pred": np.int64,
     },
 }
 #: Sample arrays whose leading dimension is the image (the others index images: det_image, pair_anchor).
-_PER_IMAGE = {"label", "pred", "top5", "confmat", "coco_npos", "voc_npos"}
+_PER_IMAGE = {"label", "pred", "top5", "confmat", "coco_npos", "voc_npos", "mask_coco_npos", "mask_voc_npos"}
 
 
 @dataclass(frozen=True)
@@ -373,7 +393,7 @@ def load_samples(task: str, samples: Samples) -> dict[str, np.ndarray]:
             out[key] = np.asarray(samples[key], dtype=dtype)
             if key in _PER_IMAGE and len(out[key]) != n:
                 raise ValueError(f"{task} samples: {key!r} has {len(out[key])} rows for {n} images")
-    for key in ("det_image", "pair_anchor"):
+    for key in ("det_image", "mask_det_image", "pair_anchor"):
         if key in out and len(out[key]) and not 0 <= out[key].min() <= out[key].max() < n:
             raise ValueError(f"{task} samples: {key!r} indexes outside the {n} images")
     return out

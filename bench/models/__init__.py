@@ -43,6 +43,19 @@ ENGINE_ARGS = ("num_classes", "image_size")
 
 
 @dataclass(frozen=True)
+class RefVariant:
+    """A further configuration of a model with its own published parameter count, checked by the
+    fidelity test like the reference (e.g. Faster R-CNN's FPN option beside its C4 reference)."""
+
+    label: str
+    params: Mapping[str, Any]  # builder params over the defaults
+    published_params: float
+    published_ref: str
+    num_classes: int | None = None  # None: the spec's ref_num_classes
+    image_size: int | None = None  # None: the spec's ref_image_size
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Typed metadata of a registered model."""
 
@@ -62,6 +75,8 @@ class ModelSpec:
     # Parameters that exist only while training (auxiliary heads) and are not part of the
     # published count: module-name prefixes excluded from the fidelity count.
     train_only_modules: tuple[str, ...] = ()
+    # Other configurations with a published count of their own (``RefVariant``), each checked the same way.
+    ref_variants: tuple[RefVariant, ...] = ()
 
 
 Builder = Callable[..., Any]

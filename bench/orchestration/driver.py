@@ -87,7 +87,7 @@ def dataset_version(project: Path, cfg: TrialConfig) -> str:
     root = root if root.is_absolute() else project / root
     if not root.is_dir():
         raise FileNotFoundError(f"dataset {cfg.dataset.name}: folder {root} does not exist (root: in its YAML)")
-    return "unpinned-md5:" + versioning.dir_md5(root).removesuffix(".dir")
+    return versioning.folder_version(project, root)
 
 
 def plan_run(

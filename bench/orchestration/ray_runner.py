@@ -21,7 +21,8 @@ from bench.results.record import TrialResult
 from bench.tracking.mlflow_writer import in_ray_job
 
 # Forwarded to every worker so they resolve the same registries and stay offline.
-FORWARDED_ENV = ("BENCH_PLUGINS", "BENCH_CONFIGS", "BENCH_DVC_CACHE", "HF_HUB_OFFLINE", "BENCH_GIT_SHA")
+FORWARDED_ENV = ("BENCH_PLUGINS", "BENCH_CONFIGS", "BENCH_DVC_CACHE", "BENCH_PROPOSAL_CACHE", "HF_HUB_OFFLINE",
+                 "BENCH_GIT_SHA")
 
 
 @dataclass(frozen=True)

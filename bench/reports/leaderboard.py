@@ -9,9 +9,12 @@ metric is computed beyond aggregating the recorded ones over a model's seeds:
   record's bootstrap interval over test images (``TrialResult.ci``, shown ``mean [low, high]``);
 * rows are sorted by the task's primary metric (``bench.tasks``); models of a task that also ranks
   on another (Siamese models on classification) appear in both tables;
-* each row also says how training ended, the last epoch's training accuracy, the test images scored,
-  the efficiency at test time (``TrialResult.efficiency``), its status and its run(s), and
-  ``≈ baseline`` when the worker's test against the task's trivial baseline was not significant.
+* each row also says how training ended (epochs done / scheduled), the training time, the last epoch's
+  training accuracy, the test images scored, the efficiency at test time (``TrialResult.efficiency``:
+  params, FLOPs, latency = inference ms per image at batch 1, throughput, peak memory), its status and
+  its run(s); its notes say ``≈ baseline`` when the worker's test against the task's trivial baseline
+  was not significant, and ``budget-limited`` when every seed's training ended on the time limit
+  below the task's target score (``TaskSpec.target``: the budget, not the method, bounded it).
 
 :func:`to_markdown` and :func:`to_html` (``bench.reports.page``) render the tables;
 :func:`write_report` writes both.
@@ -87,6 +90,7 @@ class Row:
     seeds: int  # ok seeds aggregated
     failed_seeds: int
     training: str  # "1.5/30 ep, time limit", "30/30 ep"
+    train_s: float | None  # training seconds (per-epoch validation excluded), mean over seeds
     train_fit: str  # the last epoch's training accuracy (mean over seeds), else "loss X"
     test_images: str  # "300", or "100–300" when seeds differ
     params: int | None
@@ -222,6 +226,19 @@ def baseline_note(records: Sequence[TrialResult]) -> str:
     return "≈ baseline" if weak == len(tested) else f"≈ baseline in {weak}/{len(tested)} seeds"
 
 
+def budget_note(records: Sequence[TrialResult], spec: TaskSpec | None) -> str:
+    """``budget-limited (mAP_50 0.1800 < 0.25, time limit)`` when every seed's training was cut by its time
+    limit and the seeds' mean of the task's target metric is below the target; else empty."""
+    if spec is None or spec.target is None or not records:
+        return ""
+    metric, goal = spec.target
+    cut = all(r.training is not None and r.training.stopped_by == "time_limit" for r in records)
+    score = _mean(r.metrics.get(metric) for r in records)
+    if not cut or score is None or score >= goal:
+        return ""
+    return f"budget-limited ({metric} {score:.4f} < {goal:g}, time limit)"
+
+
 def status_cell(ok: Sequence[ReportEntry], failed: Sequence[ReportEntry]) -> str:
     """``ok``, ``cached`` (every ok seed reused from an earlier run), ``ok (k of n cached)`` or ``failed: <reason>``."""
     if not ok:
@@ -242,13 +259,15 @@ def build_row(entries: Sequence[ReportEntry]) -> Row:
     first = entries[0].record
     return Row(
         model=first.model, task=first.task, status=status_cell(ok, failed), metrics=aggregate_metrics(recs),
-        seeds=len(ok), failed_seeds=len(failed), training=training_cell(recs), train_fit=train_fit_cell(recs),
+        seeds=len(ok), failed_seeds=len(failed), training=training_cell(recs),
+        train_s=_mean(r.timings.train_s or None for r in recs), train_fit=train_fit_cell(recs),  # 0: not recorded
         test_images=images_cell(recs),
         params=_first([*(e.params for e in eff), *(r.num_params for r in recs)]),  # type: ignore[arg-type]
         flops=_first(e.flops for e in eff), latency_ms=_mean(e.latency_ms for e in eff),
         throughput_ips=_mean(e.throughput_ips for e in eff), peak_memory_mb=_mean(e.peak_memory_mb for e in eff),
         baseline=next((baseline_text(r) for r in recs if r.baseline is not None), ""),
-        notes=baseline_note(recs), runs=tuple(dict.fromkeys(e.run for e in entries)),
+        notes="; ".join(n for n in (baseline_note(recs), budget_note(recs, _spec(first.task))) if n),
+        runs=tuple(dict.fromkeys(e.run for e in entries)),
         records=tuple(recs) if recs else tuple(e.record for e in failed),
     )
 
@@ -337,8 +356,8 @@ def table_notes(table: Table) -> list[str]:
 
 
 #: The columns after the metrics, with how each row fills them.
-TAIL_HEADERS = ("seeds", "training", "train acc", "test n", "params", "FLOPs", "latency ms", "img/s", "peak MB",
-                "status", "notes", "run")
+TAIL_HEADERS = ("seeds", "training", "train s", "train acc", "test n", "params", "FLOPs", "latency ms", "img/s",
+                "peak MB", "status", "notes", "run")
 
 
 def fmt(v: float | None, digits: int = 2) -> str:
@@ -367,9 +386,9 @@ def runs_cell(row: Row, shown: int = 2) -> str:
 
 def tail_cells(row: Row) -> list[str]:
     """The cells of :data:`TAIL_HEADERS`, as text."""
-    return [seeds_cell(row), row.training, row.train_fit, row.test_images, si(row.params), si(row.flops),
-            fmt(row.latency_ms), fmt(row.throughput_ips, 0), fmt(row.peak_memory_mb, 0), row.status, row.notes,
-            runs_cell(row)]
+    return [seeds_cell(row), row.training, fmt(row.train_s, 1), row.train_fit, row.test_images, si(row.params),
+            si(row.flops), fmt(row.latency_ms), fmt(row.throughput_ips, 0), fmt(row.peak_memory_mb, 0), row.status,
+            row.notes, runs_cell(row)]
 
 
 def metric_cell(row: Row, name: str) -> str:

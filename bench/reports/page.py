@@ -4,7 +4,7 @@ Without JavaScript the page is the tables plus an accuracy-vs-latency Pareto plo
 (inline SVG drawn here).  With it, column headers sort the rows (numbers by their ``data-v``
 value, "—" last), a task selector and a model-name filter hide rows, and clicking a row opens a
 drill-down drawn in the browser from compact JSON embedded in the page: training curves
-(``history``), PR curves (detection, ``per_class``) and the confusion matrix
+(``history``), PR curves (detection and instance segmentation boxes, ``per_class``) and the confusion matrix
 (``extras["confusion_matrix"]``).  Drawing those in the browser, on demand, keeps the Python side
 linear and light: ``benchmarks/report_render_speed.py`` renders 10,000 records.
 """
@@ -101,7 +101,7 @@ def drill_data(row: Row) -> dict[str, Any]:
         out["error"] = rec.error or "unknown error"
         return out
     out["history"] = history_data(rec, primary)
-    out["pr"] = pr_data(rec.per_class) if rec.task == "detection" else None
+    out["pr"] = pr_data(rec.per_class) if rec.task in ("detection", "instance_segmentation") else None  # box PR
     out["cm"] = cm_data(rec)
     return out
 
@@ -210,6 +210,7 @@ def pareto_svg(table: Table) -> str:
 #: Tail columns sorted as numbers, with the row value each sorts by.
 NUMERIC_TAIL = {
     "seeds": lambda r: r.seeds,
+    "train s": lambda r: r.train_s,
     "train acc": lambda r: _num(r.train_fit),
     "test n": lambda r: _num(r.test_images.split("–")[0]),
     "params": lambda r: r.params,

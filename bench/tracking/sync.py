@@ -22,7 +22,7 @@ def trial_plots(result: TrialResult) -> list[Path]:
     folder = Path(tempfile.mkdtemp(prefix="bench-plots-"))
     out = [plots.training_curve(result.history, TASKS.get(result.task).meta.primary_metric,
                                 folder / "training_curve.png")]
-    if result.task == "detection" and result.per_class:
+    if result.task in ("detection", "instance_segmentation") and result.per_class:  # box PR curves
         out.append(plots.pr_curves(result.per_class, folder / "pr_curves.png"))
     cm = result.extras.get("confusion_matrix")
     if cm is not None:

@@ -34,11 +34,11 @@ def test_unknown_dataset() -> None:
 
 def test_bad_dataset_yaml_names_file_and_key(tmp_path: Path) -> None:
     f = tmp_path / "mine.yaml"
-    f.write_text("root: x\nclasses: [a]\nviews:\n  detection: {format: voc, path: .}\n")
+    f.write_text("root: x\nclasses: [a]\nviews:\n  detection: {format: yolo, path: .}\n")
     code, out = run("run", "unet", "--dataset", str(f))
     assert code == 2
     assert "mine.yaml: key 'views.detection.format'" in out
-    assert "'imagefolder', 'coco' or 'masks'" in out
+    assert "'imagefolder', 'coco', 'voc' or 'masks'" in out
 
 
 def test_unknown_task_in_list() -> None:

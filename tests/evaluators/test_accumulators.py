@@ -73,6 +73,9 @@ CASES: dict[str, tuple[Callable[[], Any], list[tuple[Any, ...]], dict[str, Any],
     "embedding": (lambda: EVALUATORS.get("embedding").obj(**EMB_KW), _emb_batches(), {}, EMB_KW),
     "detection": (lambda: EVALUATORS.get("detection").obj(GT_BBOX), _split(PREDS_BBOX, 3), {},
                   {"gt": GT_BBOX}),
+    # random_coco's segm results carry a bbox as well: scored on both.
+    "instance_segmentation": (lambda: EVALUATORS.get("instance_segmentation").obj(GT_SEGM), _split(PREDS_SEGM, 3),
+                              {}, {"gt": GT_SEGM}),
 }
 
 
@@ -133,6 +136,18 @@ def test_detection_evaluator_equals_evaluate_coco_segm() -> None:
     other = EVALUATORS.get("detection").obj(GT_SEGM, iou_type="segm", voc_iou=0.6)
     other.update(PREDS_SEGM[half:])
     _close(evaluate_coco(GT_SEGM, PREDS_SEGM, "segm", voc_iou=0.6), ev.merge(other).compute())
+
+
+def test_instance_segmentation_evaluator_is_bbox_plus_prefixed_segm() -> None:
+    ev = EVALUATORS.get("instance_segmentation").obj(GT_SEGM)
+    ev.update(PREDS_SEGM)
+    got = ev.compute()
+    box = evaluate_coco(GT_SEGM, PREDS_SEGM, "bbox")
+    # Mask AP without the boxes: pycocotools would take every mask's area from its box otherwise.
+    mask = evaluate_coco(GT_SEGM, [{k: v for k, v in p.items() if k != "bbox"} for p in PREDS_SEGM], "segm")
+    assert got["mAP"] == box["mAP"] and got["mAP_small"] == box["mAP_small"]
+    assert got["mask_mAP"] == mask["mAP"] and got["mask_mAP_small"] == mask["mAP_small"]
+    assert got["mask_per_class"] == mask["per_class"] and got["mask_mAP"] != got["mAP"]
 
 
 def test_detection_update_error_names_batch_and_record() -> None:

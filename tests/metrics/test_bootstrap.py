@@ -16,6 +16,7 @@ from coco_ref import devkit_voc, pycocotools_eval
 
 from bench.evaluators.classification import ClassificationEvaluator
 from bench.evaluators.detection import DetectionEvaluator
+from bench.evaluators.instance_segmentation import InstanceSegmentationEvaluator
 from bench.evaluators.segmentation import SegmentationEvaluator
 from bench.evaluators.verification import EmbeddingEvaluator
 from bench.metrics.bootstrap import (
@@ -77,6 +78,11 @@ def _det_data(n: int, seed: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return gt, _untie(preds, seed)
 
 
+def _inst_data(n: int, seed: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    gt, preds = random_coco(seed, n_images=n, iou_type="segm", crowd_prob=0.2)  # results carry bbox and RLE
+    return gt, _untie(preds, seed)
+
+
 def _emb_data(n: int, seed: int, spread: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 4, n)
@@ -96,8 +102,8 @@ def make_evaluator(task: str, n: int, seed: int) -> Any:
     elif task == "verification":
         ev, data = EmbeddingEvaluator(**EMB_KW), _emb_data(n, seed)
     else:
-        gt, preds = _det_data(n, seed)
-        ev = DetectionEvaluator(gt)
+        gt, preds = _det_data(n, seed) if task == "detection" else _inst_data(n, seed)
+        ev = DetectionEvaluator(gt) if task == "detection" else InstanceSegmentationEvaluator(gt)
         for part in np.array_split(np.arange(len(preds)), 3):
             ev.update([preds[i] for i in part])
         return ev
@@ -107,7 +113,8 @@ def make_evaluator(task: str, n: int, seed: int) -> Any:
 
 
 TASKS = sorted(TASK_METRICS)
-SIZE = {"classification": 300, "semantic_segmentation": 60, "verification": 300, "detection": 24}
+SIZE = {"classification": 300, "semantic_segmentation": 60, "verification": 300, "detection": 24,
+        "instance_segmentation": 12}
 
 
 def _headline(task: str, computed: dict[str, Any]) -> dict[str, float | None]:
@@ -329,13 +336,23 @@ def _worse(task: str, n: int, seed: int) -> Any:
     elif task == "verification":
         ev = EmbeddingEvaluator(**EMB_KW)
         ev.update(*_emb_data(n, seed, spread=3.0))
-    else:
+    elif task == "detection":
         gt, preds = _det_data(n, seed)
         rng = np.random.default_rng(seed)
         ev = DetectionEvaluator(gt)
         shift = rng.random(len(preds)) < 0.7  # most boxes moved off their objects
         ev.update([{**p, "bbox": [p["bbox"][0] + p["bbox"][2] * float(m), *p["bbox"][1:]]}
                    for p, m in zip(preds, shift, strict=True)])
+    else:
+        from faster_coco_eval.core import mask as mask_utils
+
+        gt, preds = _inst_data(n, seed)
+        rng = np.random.default_rng(seed)
+        ev = InstanceSegmentationEvaluator(gt)
+        empty = rng.random(len(preds)) < 0.7  # most masks emptied (IoU 0 with every object)
+        ev.update([{**p, "segmentation": mask_utils.encode(np.zeros((*p["segmentation"]["size"], 1), np.uint8,
+                                                                    order="F"))[0]} if m else p
+                   for p, m in zip(preds, empty, strict=True)])
     return ev
 
 
@@ -345,8 +362,8 @@ def test_paired_identical_sides_and_clearly_worse(task: str) -> None:
     base = make_evaluator(task, n, seed=5).samples()
     primary = TASK_METRICS[task][0]
     same = paired_bootstrap(task, [base], [base], primary, n_boot=200, seed=0)
-    assert same == PairedBootstrap(delta=0.0, low=0.0, high=0.0, n_images=n if task != "detection" else
-                                   len(base["image_id"]), n_base_seeds=1, n_cand_seeds=1)
+    images = len(base["image_id"]) if task in ("detection", "instance_segmentation") else n
+    assert same == PairedBootstrap(delta=0.0, low=0.0, high=0.0, n_images=images, n_base_seeds=1, n_cand_seeds=1)
     worse = paired_bootstrap(task, [base], [_worse(task, n, seed=5).samples()], primary, n_boot=200, seed=0)
     assert worse.delta < 0 and worse.high < 0, worse
 

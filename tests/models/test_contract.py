@@ -6,7 +6,7 @@ round-trips a checkpoint; starts at the loss an untrained model should have; ove
 
 The fixed batch (``BATCH_ITEMS``): 12 training images for classification and verification, 4 per
 class in file order (balanced, so chance is ln K and verification has same- and different-class
-pairs); the first 8 training images for segmentation and detection.  Images at the smoke image
+pairs); the first 8 training images for segmentation, detection and instance segmentation.  Images at the smoke image
 size (32 px for most classifiers; the model's own minimum where larger: 64 px GoogLeNet, 75 px
 Inception v3; 64 px for U-Net and Faster R-CNN).
 
@@ -54,7 +54,8 @@ Targets:
 * classification: 100% accuracy; verification: 100% nearest-class-mean accuracy (class means of
   the batch's own embeddings: the classifier the verification task puts on the classification
   leaderboard); segmentation: pixel accuracy >= 0.95; detection: total loss down >= 60% from the
-  first step *and* the batch's own mAP_50 >= 0.5 (``DetectionEvaluator`` on the batch's GT).
+  first step *and* the batch's own mAP_50 >= 0.5 (``DetectionEvaluator`` on the batch's GT); instance
+  segmentation: the same, and the mask mAP_50 >= 0.5 too (``InstanceSegmentationEvaluator``: segm).
 * Classification, verification and segmentation are judged by the *training* accuracy on the batch:
   the train-mode forward of a step (the fit the issue asks for).  An eval-mode check was tried and
   measures BatchNorm at this size rather than the model: EfficientNet-B1/B4/B5/B7 fit the batch in
@@ -85,9 +86,11 @@ from torch.utils.data import default_collate
 from bench.config.catalog import Catalog, effective_trial
 from bench.engine.classification import classification_loss
 from bench.engine.detection import to_coco_results
+from bench.engine.instance_segmentation import to_coco_segm_results
 from bench.engine.segmentation import IGNORE_INDEX
 from bench.engine.trainer import precise_bn
 from bench.evaluators.detection import DetectionEvaluator
+from bench.evaluators.instance_segmentation import InstanceSegmentationEvaluator, mask_records
 from bench.evaluators.verification import class_means, ncm_scores
 from bench.models import MODELS
 from bench.tasks import TASKS, task_impl
@@ -107,10 +110,12 @@ class Subject:
 
 
 CPU = torch.device("cpu")
-BATCH_ITEMS = {"classification": 12, "verification": 12, "semantic_segmentation": 8, "detection": 8}
+BATCH_ITEMS = {"classification": 12, "verification": 12, "semantic_segmentation": 8, "detection": 8,
+               "instance_segmentation": 8}
 INIT_TOL = 0.5
 LR = 1e-3
-MAX_STEPS = {"classification": 80, "verification": 30, "semantic_segmentation": 100, "detection": 100}
+MAX_STEPS = {"classification": 80, "verification": 30, "semantic_segmentation": 100, "detection": 100,
+             "instance_segmentation": 100}
 DETECTION_LOSS_DROP, DETECTION_MAP50, DETECTION_EVAL_EVERY = 0.6, 0.5, 5
 SEGMENTATION_PIXEL_ACC = 0.95
 
@@ -174,11 +179,15 @@ def test_forward_shape(subject: Subject) -> None:
         assert int(out.max()) < task.num_classes
     else:
         assert len(out) == n
-        for det in out:
+        for det, image in zip(out, batch[0], strict=True):
             assert det["boxes"].shape[1:] == (4,) and len(det["scores"]) == len(det["labels"])
+            if task.cfg.task == "instance_segmentation":  # a mask per detection, at image resolution, in [0, 1]
+                masks = det["masks"]
+                assert masks.shape == (len(det["boxes"]), 1, *image.shape[-2:]), masks.shape
+                assert not len(masks) or (float(masks.min()) >= 0 and float(masks.max()) <= 1)
 
 
-def test_evaluates_to_task_metrics(subject: Subject) -> None:
+def test_evaluates_to_task_metrics(subject: Subject, tmp_path: Path) -> None:
     task, model, batch = subject.task, subject.model, subject.batch
     evaluator = task.evaluator("val")
     task.update(evaluator, batch, outputs_of(task, model, batch))
@@ -192,6 +201,28 @@ def test_evaluates_to_task_metrics(subject: Subject) -> None:
     samples = evaluator.samples()
     ones = [1] * len(samples["image_id"])
     assert resample_metrics(task.cfg.task, samples, ones) == {k: metrics[k] for k in spec.headline_metrics}
+    if task.cfg.task in DETECTION_TASKS:
+        accepted_by_bench_eval(task, batch, outputs_of(task, model, batch), tmp_path)
+
+
+def accepted_by_bench_eval(task: Any, batch: Any, outputs: Any, folder: Path) -> None:
+    """The predictions, written as COCO results JSON, go through ``bench eval detection`` (bbox; and segm
+    for instance segmentation, its masks as RLE without the boxes)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from bench.cli.eval import app
+
+    segm = task.cfg.task == "instance_segmentation"
+    results = (to_coco_segm_results if segm else to_coco_results)(batch[1], outputs, task.label_to_cat)
+    (folder / "gt.json").write_text(json.dumps(task.eval_gt("train", range(len(batch[0])))))
+    for iou_type, preds in (("bbox", results), *((("segm", mask_records(results)),) if segm else ())):
+        (folder / "pred.json").write_text(json.dumps(preds))
+        res = CliRunner().invoke(app, ["detection", "--gt", str(folder / "gt.json"), "--pred",
+                                       str(folder / "pred.json"), "--iou-type", iou_type, "--out",
+                                       str(folder / "metrics.json")])
+        assert res.exit_code == 0, f"bench eval detection --iou-type {iou_type}: {res.output}"
 
 
 def test_checkpoint_round_trip(subject: Subject) -> None:
@@ -206,6 +237,7 @@ def test_checkpoint_round_trip(subject: Subject) -> None:
     if isinstance(a, list):
         for da, db in zip(a, b, strict=True):
             assert torch.equal(da["boxes"], db["boxes"]) and torch.equal(da["scores"], db["scores"])
+            assert ("masks" in da) == ("masks" in db) and ("masks" not in da or torch.equal(da["masks"], db["masks"]))
     else:
         assert torch.equal(a, b)
 
@@ -224,6 +256,9 @@ DETECTION_INIT_LOSS: dict[str, Any] = {
     # Mask BCE (mask_rcnn, panet): the mask-logit layers are drawn with std 0.001 and zero bias (Detectron2's
     # init, bench/models/detection/_mask_rcnn.py), so logits ~0 and each pixel's BCE is ln 2 whatever its target.
     "loss_mask": lambda k: math.log(2.0),
+    # hog_detector: one-vs-rest linear SVMs initialised at zero score every sample 0, so each of the K
+    # squared-hinge (or hinge) terms is max(0, 1 - 0)^p = 1 and the L2 term is 0: exactly K per sample.
+    "loss_svm": lambda k: float(k),
 }
 
 
@@ -292,7 +327,7 @@ def test_initial_loss_near_chance(subject: Subject) -> None:
 def train_target_met(task: Any, model: torch.nn.Module, batch: Any, outputs: Any, losses: list[float]) -> bool:
     """Whether this step's train-mode forward already meets the target (then the eval check runs)."""
     kind, (_, y) = task.cfg.task, batch
-    if kind == "detection":
+    if kind in DETECTION_TASKS:
         return losses[-1] <= (1 - DETECTION_LOSS_DROP) * losses[0] and len(losses) % DETECTION_EVAL_EVERY == 0
     if kind == "verification":
         return ncm_accuracy(outputs.detach(), y, task.num_classes) == 1.0
@@ -313,19 +348,25 @@ def pixel_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def eval_score(task: Any, model: torch.nn.Module, batch: Any) -> float:
-    """Accuracy (mAP_50 for detection) on the batch in eval mode, after precise BN on the batch."""
+    """Accuracy (mAP_50 for detection; the lower of box and mask mAP_50 for instance segmentation) on the batch
+    in eval mode, after precise BN on the batch."""
     model.train()
     precise_bn(model, [batch], task, CPU, batches=1)
     model.eval()
     x, y = batch
     with torch.no_grad():
-        if task.cfg.task == "detection":
-            dets = model(x)
+        if task.cfg.task in DETECTION_TASKS:
+            dets = task.predict(model, batch, CPU)  # the task's eval call (proposals for proposal-based models)
             assert all(finite(d["boxes"], d["scores"]) for d in dets), "non-finite detections"
             gt = task.records("train").gt
             ids = {int(t["image_id"]) for t in y}
             own = {**gt, "images": [im for im in gt["images"] if im["id"] in ids],
                    "annotations": [a for a in gt["annotations"] if a["image_id"] in ids]}
+            if task.cfg.task == "instance_segmentation":
+                inst = InstanceSegmentationEvaluator(gt=own)
+                inst.update(to_coco_segm_results(y, dets, task.label_to_cat))
+                m = inst.compute()
+                return min(float(m["mAP_50"] or 0.0), float(m["mask_mAP_50"] or 0.0))
             evaluator = DetectionEvaluator(gt=own, iou_type="bbox")
             evaluator.update(to_coco_results(y, dets, task.label_to_cat))
             return float(evaluator.compute()["mAP_50"])
@@ -341,15 +382,16 @@ def eval_score(task: Any, model: torch.nn.Module, batch: Any) -> float:
 def test_overfits_fixed_batch(subject: Subject) -> None:
     task, model, batch = subject.task, subject.model, subject.batch
     kind = task.cfg.task
-    target = {"detection": DETECTION_MAP50, "semantic_segmentation": SEGMENTATION_PIXEL_ACC}.get(kind, 1.0)
+    target = {"detection": DETECTION_MAP50, "instance_segmentation": DETECTION_MAP50,
+              "semantic_segmentation": SEGMENTATION_PIXEL_ACC}.get(kind, 1.0)
     opt = torch.optim.Adam(model.parameters(), lr=subject.lr, fused=True)  # one pass over VGG's 130M weights
     losses: list[float] = []
     scores: list[tuple[int, float]] = []
     for step in range(MAX_STEPS[kind] + 1):  # the last forward only checks the final weights
         model.train()
         x, y = batch
-        outputs = model(x, y) if kind == "detection" else model(x)
-        if kind == "detection":
+        outputs = model(x, y) if kind in DETECTION_TASKS else model(x)
+        if kind in DETECTION_TASKS:
             loss = sum(outputs.values())
         elif kind == "verification":
             loss = model.siamese_loss(outputs.float(), y)
@@ -364,8 +406,8 @@ def test_overfits_fixed_batch(subject: Subject) -> None:
         if train_target_met(task, model, batch, outputs, losses):
             # Detection is judged in eval mode (its post-processing makes the boxes); the others by
             # the training accuracy of this step's forward, as a training-set fit is defined.
-            score = eval_score(task, model, batch) if kind == "detection" else target
-            if kind != "detection":
+            score = eval_score(task, model, batch) if kind in DETECTION_TASKS else target
+            if kind not in DETECTION_TASKS:
                 assert finite(split_heads(outputs)[0] if kind == "classification" else outputs), "non-finite outputs"
             scores.append((step, score))
             if scores[-1][1] >= target:
@@ -377,5 +419,5 @@ def test_overfits_fixed_batch(subject: Subject) -> None:
     assert scores and scores[-1][1] >= target, (
         f"did not reach {target} on its own batch in {MAX_STEPS[kind]} steps (eval checks (step, score): {scores}; "
         f"train-mode losses first/last {losses[0]:.4f}/{losses[-1]:.4f})")
-    if kind == "detection":
+    if kind in DETECTION_TASKS:
         assert losses[-1] <= (1 - DETECTION_LOSS_DROP) * losses[0], losses

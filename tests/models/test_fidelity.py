@@ -10,32 +10,41 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.models import MODELS, build_model
+from bench.models import MODELS, RefVariant, build_model
 
 TOLERANCE = 0.02
 
 
-def count(name: str) -> int:
-    """Parameters of ``name`` at its reference configuration, without train-only modules."""
+def count(name: str, variant: RefVariant | None = None) -> int:
+    """Parameters of ``name`` at its reference configuration (or at ``variant``), without train-only modules."""
     spec = MODELS.get(name).meta
+    params, k, size = {}, spec.ref_num_classes, spec.ref_image_size
+    if variant is not None:
+        params, k, size = dict(variant.params), variant.num_classes or k, variant.image_size or size
     with torch.device("meta"):
-        model = build_model(name, spec.ref_num_classes, spec.ref_image_size, {})
+        model = build_model(name, k, size, params)
     skip = tuple(m + "." for m in spec.train_only_modules)
     return sum(p.numel() for n, p in model.named_parameters() if not n.startswith(skip))
 
 
-@pytest.mark.parametrize("name", MODELS.names())
-def test_param_count_within_2_percent_of_published(name: str) -> None:
+# Every model at its reference configuration, then every further published variant (``ModelSpec.ref_variants``).
+CASES = [(n, None) for n in MODELS.names()] + [
+    (n, v.label) for n in MODELS.names() for v in MODELS.get(n).meta.ref_variants]
+
+
+@pytest.mark.parametrize(("name", "variant"), CASES, ids=[n if v is None else f"{n}-{v}" for n, v in CASES])
+def test_param_count_within_2_percent_of_published(name: str, variant: str | None) -> None:
     spec = MODELS.get(name).meta
-    if spec.published_params is None:
+    ref = spec if variant is None else next(v for v in spec.ref_variants if v.label == variant)
+    if ref.published_params is None:
         # No figure is acceptable only with the reason written down next to the registration.
         assert spec.published_ref.strip(), f"{name}: give published_params or say in published_ref why none exists"
         pytest.skip(f"{name}: no published count ({spec.published_ref})")
-    n = count(name)
-    rel = abs(n - spec.published_params) / spec.published_params
+    n = count(name, None if variant is None else ref)
+    rel = abs(n - ref.published_params) / ref.published_params
     assert rel <= TOLERANCE, (
-        f"{name}: {n / 1e6:.2f}M parameters vs {spec.published_params / 1e6:.2f}M published "
-        f"({spec.published_ref}); off by {100 * rel:.1f}%"
+        f"{name}{'' if variant is None else f' ({variant})'}: {n / 1e6:.2f}M parameters vs "
+        f"{ref.published_params / 1e6:.2f}M published ({ref.published_ref}); off by {100 * rel:.1f}%"
     )
 
 

@@ -14,6 +14,7 @@ from bench.reports.leaderboard import (
     ReportMeta,
     build_row,
     build_tables,
+    headers,
     pareto_front,
     seed_stat,
     sort_rows,
@@ -21,7 +22,7 @@ from bench.reports.leaderboard import (
     to_markdown,
     write_report,
 )
-from bench.results.record import Baseline, Efficiency, Interval, TrainingEnd
+from bench.results.record import Baseline, Efficiency, Interval, Timings, TrainingEnd
 from tests.reports.records import detection_per_class, history, record
 
 META = ReportMeta("Leaderboard: test", "synthetic records")
@@ -145,21 +146,21 @@ def test_training_baseline_test_size_and_efficiency_cells() -> None:
     full = TrainingEnd(epochs_planned=30, epochs_done=30.0, stopped_by="schedule")
     eff = Efficiency(params=11_180_000, flops=1.82e9, latency_ms=2.5, throughput_ips=800.0, peak_memory_mb=300.0)
     recs = [record("resnet18", metrics={"top1": 0.36}, history=history(2), test_images=300, baseline=majority(0.3),
-                   training=cut, efficiency=eff),
+                   training=cut, efficiency=eff, timings=Timings(train_s=61.23)),
             record("simple_cnn", metrics={"top1": 0.9}, history=history(1, acc=False), test_images=300,
                    baseline=majority(1e-9), training=full, num_params=1000),
             record("vgg11", status="failed", error="RuntimeError: out of memory")]
     md = to_markdown(build_tables(entries(*recs)), META)
     rows = md_rows(md)
-    assert rows["resnet18"][4:] == ["1", "1.5/30 ep, time limit", "0.5200", "300", "11.18M", "1.82G", "2.50", "800",
-                                    "300", "ok", "≈ baseline", "run-1"]
+    assert rows["resnet18"][4:] == ["1", "1.5/30 ep, time limit", "61.2", "0.5200", "300", "11.18M", "1.82G", "2.50",
+                                    "800", "300", "ok", "≈ baseline", "run-1"]
     # no accuracy: the loss; no efficiency record: the params the trial counted, "—" for the rest
-    assert rows["simple_cnn"][4:] == ["1", "30/30 ep", "loss 1", "300", "1.00k", "—", "—", "—", "—", "ok", "",
+    assert rows["simple_cnn"][4:] == ["1", "30/30 ep", "—", "loss 1", "300", "1.00k", "—", "—", "—", "—", "ok", "",
                                       "run-1"]
     assert "Baseline: majority class: top1 = 0.3400 (binomial, one-sided)" in md
     assert "Test images scored: 300." in md
-    assert ("| seeds | training | train acc | test n | params | FLOPs | latency ms | img/s | peak MB | status | notes "
-            "| run |") in md
+    assert ("| seeds | training | train s | train acc | test n | params | FLOPs | latency ms | img/s | peak MB "
+            "| status | notes | run |") in md
 
 
 def test_training_and_baseline_over_seeds() -> None:
@@ -169,6 +170,31 @@ def test_training_and_baseline_over_seeds() -> None:
     row = build_row(entries(*recs))
     assert row.training == "7/10 ep, time limit in 1/2" and row.notes == "≈ baseline in 1/2 seeds"
     assert row.test_images == "100–300"
+
+
+def test_detection_and_instance_segmentation_tables() -> None:
+    """Mask R-CNN-like rows get their own table (mask mAP first) and rank on detection by their boxes; a row
+    cut by its time limit below the task's target mAP_50 is marked budget-limited, one above it is not."""
+    box = {"mAP": 0.30, "mAP_50": 0.55, "mAP_75": 0.28, "mAP11": 0.52, "mAPall": 0.54}
+    cut = TrainingEnd(epochs_planned=10, epochs_done=3.2, stopped_by="time_limit")
+    recs = [record("faster_rcnn", "detection", box, training=cut, timings=Timings(train_s=299.5), latency_ms=12.0),
+            record("hog_detector", "detection", {**box, "mAP": 0.05, "mAP_50": 0.12}, training=cut),
+            record("mask_rcnn", "instance_segmentation", {**box, "mAP": 0.35, "mask_mAP": 0.33, "mask_mAP_50": 0.6,
+                                                          "mask_mAP_75": 0.3},
+                   training=TrainingEnd(epochs_planned=10, epochs_done=10.0, stopped_by="schedule"))]
+    det, inst = build_tables(entries(*recs))
+    assert (det.task, inst.task) == ("detection", "instance_segmentation")
+    assert det.columns == ("mAP", "mAP_50", "mAP_75", "mAP11", "mAPall", "mask_mAP")
+    assert [r.model for r in det.rows] == ["mask_rcnn", "faster_rcnn", "hog_detector"]
+    assert inst.columns == ("mask_mAP", "mask_mAP_50", "mask_mAP_75", "mAP", "mAP_50", "mAP_75")
+    assert [r.model for r in inst.rows] == ["mask_rcnn"]
+    rows = {r.model: r for r in det.rows}
+    assert rows["hog_detector"].notes == "budget-limited (mAP_50 0.1200 < 0.25, time limit)"
+    assert rows["faster_rcnn"].notes == "" and rows["mask_rcnn"].notes == ""
+    md = to_markdown([det], META)
+    cells = dict(zip(headers(det), md_rows(md)["faster_rcnn"], strict=True))
+    assert cells["training"] == "3.2/10 ep, time limit" and cells["train s"] == "299.5"
+    assert cells["params"] == "1.50M" and cells["latency ms"] == "12.00" and cells["mAP11"] == "0.5200"
 
 
 # ---- Pareto front ----------------------------------------------------------------------------------------

@@ -51,12 +51,15 @@ def descriptor_length(image_size: int, cell_size: int = 8, bins: int = 9, block_
     return blocks * blocks * block_size * block_size * bins
 
 
-def gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def gradients(x: torch.Tensor, context: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Centred differences of ``x [B, C, H, W]``: ``(g_row, g_col)``, each ``[B, C, H, W]``.
 
     ``g_row[r, c] = x[r+1, c] - x[r-1, c]`` (rows point down), reflect padding at the borders.
+    With ``context``, ``x`` already carries one pixel of real surroundings on each side, which the
+    border derivatives use instead of a reflection: the outputs are then ``[B, C, H - 2, W - 2]``
+    (``hog_detector``'s crops, so a crop's descriptor equals its window's in the whole image).
     """
-    p = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    p = x if context else F.pad(x, (1, 1, 1, 1), mode="reflect")
     return p[..., 2:, 1:-1] - p[..., :-2, 1:-1], p[..., 1:-1, 2:] - p[..., 1:-1, :-2]
 
 
@@ -125,20 +128,30 @@ class HOG(nn.Module):
                 f"block_norm={self.block_norm!r}, colour={self.colour!r}, eps={self.eps}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
+        return self.block_grid(x).flatten(1)
+
+    def block_grid(self, x: torch.Tensor, context: bool = False) -> torch.Tensor:
+        """The normalised blocks of ``x [B, C, H, W]`` on their grid: ``[B, nbr, nbc, block^2 * bins]``.
+
+        ``nbr = H / cell - block + 1`` (likewise ``nbc``); flattened, this is the descriptor.  With
+        ``context`` (see ``gradients``) the input is ``[B, C, H + 2, W + 2]``: one extra pixel per
+        side that only feeds the border derivatives.
+        """
+        h, w = (n - 2 for n in x.shape[-2:]) if context else x.shape[-2:]
         cs, bs = self.cell_size, self.block_size
         if h % cs or w % cs or h < cs * bs or w < cs * bs:
+            extra = " (after the 1-px context border)" if context else ""
             raise ValueError(f"HOG needs H and W multiples of the cell size {cs} and >= {cs * bs} "
-                             f"(one {bs}x{bs}-cell block), got {h}x{w}")
+                             f"(one {bs}x{bs}-cell block), got {h}x{w}{extra}")
         with torch.autocast(x.device.type, enabled=False):
             x = x.float()
             if self.colour == "grey" and x.shape[1] == 3:
                 x = (x * x.new_tensor(BT601).view(1, 3, 1, 1)).sum(1, keepdim=True)
-            g_row, g_col = dominant_channel(*gradients(x))
+            g_row, g_col = dominant_channel(*gradients(x, context))
             hist = cell_histograms(orientation_votes(g_row, g_col, self.bins), cs)  # [B, bins, nr, nc]
             blocks = hist.unfold(2, bs, 1).unfold(3, bs, 1)  # [B, bins, nbr, nbc, bs_row, bs_col]
             blocks = blocks.permute(0, 2, 3, 4, 5, 1).flatten(3)  # [B, nbr, nbc, bs*bs*bins]
-            return normalise(blocks, self.block_norm, self.eps, self.clip).flatten(1)
+            return normalise(blocks, self.block_norm, self.eps, self.clip)
 
 
 class HOGSVM(nn.Module):

@@ -25,6 +25,9 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign
 
+from bench.models.detection import _rpn
+from bench.models.detection.faster_rcnn import fpn_body
+
 LEVELS = ("0", "1", "2", "3")  # P2..P5: the levels RoIs are pooled from (P6 feeds only the RPN)
 BOX_POOL = 7  # RoIAlign output of the box head (Mask R-CNN, FPN variant)
 MASK_LOGITS_STD = 0.001
@@ -40,6 +43,21 @@ class Heads:
     mask_roi_pool: nn.Module
     mask_head: nn.Module
     mask_predictor: nn.Module
+
+
+def resnet_fpn(model: str, backbone: str, norm: str, fpn_channels: int) -> nn.Module:
+    """faster_rcnn's fpn-neck body: a random-init ResNet (``_rpn.resnet_trunk``) under torchvision's FPN
+    (``faster_rcnn.fpn_body``): levels "0".."3" (P2..P5) and "pool" (P6); ``model`` names the caller in errors."""
+    return fpn_body(_rpn.resnet_trunk(model, backbone, norm), fpn_channels)
+
+
+def box_predictor(representation_size: int, num_classes: int) -> nn.Module:
+    """The (K+1)-way classifier and per-class box layer, drawn as faster_rcnn draws them (the Faster R-CNN
+    paper's N(0, 0.01), 0.001 for the box deltas): the classifier starts near ln(K+1)."""
+    predictor = FastRCNNPredictor(representation_size, num_classes)
+    _rpn.init_normal(predictor.cls_score, std=0.01)
+    _rpn.init_normal(predictor.bbox_pred, std=0.001)
+    return predictor
 
 
 def check_mask_size(model: str, mask_size: int) -> int:
@@ -75,7 +93,7 @@ def mask_rcnn_heads(channels: int, num_classes: int, representation_size: int, m
     return Heads(
         box_roi_pool=MultiScaleRoIAlign(list(LEVELS), output_size=BOX_POOL, sampling_ratio=sampling_ratio),
         box_head=TwoMLPHead(channels * BOX_POOL**2, representation_size),
-        box_predictor=FastRCNNPredictor(representation_size, num_classes),
+        box_predictor=box_predictor(representation_size, num_classes),
         mask_roi_pool=MultiScaleRoIAlign(list(LEVELS), output_size=pool, sampling_ratio=sampling_ratio),
         mask_head=MaskRCNNHeads(channels, (mask_head_channels,) * 4, dilation=1),
         mask_predictor=predictor,

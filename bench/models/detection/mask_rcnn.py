@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bench.models import register_model
-from bench.models.detection.faster_rcnn import resnet_fpn_backbone
 
 if TYPE_CHECKING:
     from torch import nn
@@ -47,7 +46,7 @@ def build_mask_rcnn(
 ) -> nn.Module:
     """Mask R-CNN + FPN for ``num_classes`` object classes (background is added here).
 
-    The backbone, FPN, RPN and box head are faster_rcnn's (same knobs, ``resnet_fpn_backbone``).
+    The backbone, FPN, RPN and box head are faster_rcnn's fpn neck (same knobs; ``faster_rcnn.fpn_body``).
     The mask branch pools each RoI with RoIAlign to ``mask_size / 2`` on its FPN level, runs 4 convs
     of ``mask_head_channels`` and a 2x deconvolution, and predicts one ``mask_size x mask_size`` mask
     per class (M = 28 in the paper); only the ground-truth class's mask enters the BCE loss.
@@ -55,11 +54,11 @@ def build_mask_rcnn(
     ``loss_box_reg``, ``loss_mask``.  Eval mode adds ``masks [N, 1, H, W]`` (probabilities, pasted
     into the image) to each image's boxes, scores and labels.
     """
-    from bench.models.detection._mask_rcnn import assemble, mask_rcnn_heads
+    from bench.models.detection._mask_rcnn import assemble, mask_rcnn_heads, resnet_fpn
 
     if len(anchor_sizes) != 5:
         raise ValueError(f"mask_rcnn: anchor_sizes needs one size per FPN level (5), got {anchor_sizes}")
-    body = resnet_fpn_backbone("mask_rcnn", backbone, norm, fpn_channels)
+    body = resnet_fpn("mask_rcnn", backbone, norm, fpn_channels)
     heads = mask_rcnn_heads(body.out_channels, num_classes + 1, representation_size, mask_size,
                             mask_head_channels, roi_sampling_ratio)
     return assemble(

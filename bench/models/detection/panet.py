@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bench.models import register_model
-from bench.models.detection.faster_rcnn import resnet_fpn_backbone
 
 if TYPE_CHECKING:
     from torch import nn
@@ -59,7 +58,7 @@ def build_panet(
 ) -> nn.Module:
     """PANet for ``num_classes`` object classes (background is added here); mask_rcnn's knobs plus ``fusion``.
 
-    * Backbone: faster_rcnn's ResNet-FPN (``resnet_fpn_backbone``) followed by the bottom-up path
+    * Backbone: faster_rcnn's ResNet-FPN (``faster_rcnn.fpn_body``) followed by the bottom-up path
       N2 = P2, N_{i+1} = ReLU(conv3x3(ReLU(conv3x3 stride 2 (N_i)) + P_{i+1})); the RPN and the RoI
       heads read N2..N5 (+ a max-pooled N6 for the RPN), as in the authors' code.
     * Adaptive feature pooling: RoIAlign of every RoI on all of N2..N5; the box head's fc1 and the
@@ -70,12 +69,12 @@ def build_panet(
       ``mask_size``^2), added to every class's mask logits.
     RPN, sampling, losses (``loss_mask``: BCE on the GT class's mask) and outputs are mask_rcnn's.
     """
-    from bench.models.detection._mask_rcnn import assemble
+    from bench.models.detection._mask_rcnn import assemble, resnet_fpn
     from bench.models.detection._panet import BottomUpPath, panet_heads
 
     if len(anchor_sizes) != 5:
         raise ValueError(f"panet: anchor_sizes needs one size per pyramid level (5), got {anchor_sizes}")
-    body = BottomUpPath(resnet_fpn_backbone("panet", backbone, norm, fpn_channels))
+    body = BottomUpPath(resnet_fpn("panet", backbone, norm, fpn_channels))
     heads = panet_heads(body.out_channels, num_classes + 1, representation_size, mask_size,
                         mask_head_channels, roi_sampling_ratio, fusion)
     return assemble(

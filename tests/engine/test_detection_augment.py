@@ -1,0 +1,146 @@
+"""Detection augmentation moves boxes, masks and proposals with the pixels; ops are checked per task.
+
+The scene: solid rectangles of distinct colours on black, each object's box and mask exactly its
+rectangle.  After every op, each surviving object's mask must still be exactly the pixels of its
+colour and its box their bounding box (exact for flips and crops; within a pixel for the rescale
+of scale jitter, which resamples), and a dropped object takes its label and mask with it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.config.catalog import Catalog, effective_trial
+from bench.config.loader import ConfigError
+from bench.engine import detection_augment as da
+
+# (x1, y1, x2, y2) of each object; label k + 1 is drawn in COLOURS[k].  Object 3 touches the right edge.
+RECTS = [(4, 6, 20, 18), (30, 10, 41, 33), (8, 26, 18, 36), (44, 0, 50, 12)]
+COLOURS = [0.2, 0.4, 0.6, 0.8]
+H, W = 40, 50
+
+
+def scene() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    image = torch.zeros(3, H, W)
+    masks = torch.zeros(len(RECTS), H, W, dtype=torch.uint8)
+    for k, (x1, y1, x2, y2) in enumerate(RECTS):
+        image[:, y1:y2, x1:x2] = COLOURS[k]
+        masks[k, y1:y2, x1:x2] = 1
+    target = {"boxes": torch.tensor(RECTS, dtype=torch.float32), "labels": torch.arange(1, len(RECTS) + 1),
+              "masks": masks, "image_id": torch.tensor(7),
+              "proposals": torch.tensor(RECTS, dtype=torch.float32) + torch.tensor([1.0, 1.0, -1.0, -1.0])}
+    return image, target
+
+
+def mask_box(mask: torch.Tensor) -> list[float]:
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+def check_exact(image: torch.Tensor, target: dict[str, torch.Tensor]) -> None:
+    """Every object's mask is exactly its colour's pixels, and its box is the mask's bounding box."""
+    n = len(target["boxes"])
+    assert len(target["labels"]) == n and len(target["masks"]) == n
+    assert target["masks"].shape[1:] == image.shape[1:]
+    for box, label, mask in zip(target["boxes"], target["labels"], target["masks"], strict=True):
+        colour = torch.isclose(image[0], torch.tensor(COLOURS[int(label) - 1]))
+        assert torch.equal(colour, mask.bool()), f"label {int(label)}: mask and pixels differ"
+        assert box.tolist() == mask_box(mask), f"label {int(label)}: box {box.tolist()} != mask's {mask_box(mask)}"
+
+
+def test_flips_move_boxes_masks_and_proposals_exactly() -> None:
+    for horizontal in (True, False):
+        image, target = scene()
+        out_img, out = da.flip(image, target, horizontal)
+        check_exact(out_img, out)
+        assert len(out["boxes"]) == len(RECTS)
+        twice_img, twice = da.flip(out_img, out, horizontal)  # an involution
+        assert torch.equal(twice_img, image) and torch.equal(twice["boxes"], target["boxes"])
+        assert torch.equal(twice["proposals"], target["proposals"])
+    _, out = da.flip(*scene(), horizontal=True)
+    assert out["boxes"][0].tolist() == [W - 20, 6, W - 4, 18]
+    assert out["proposals"][0].tolist() == [W - 19, 7, W - 5, 17]
+
+
+def test_window_clips_and_drops_with_labels_and_masks() -> None:
+    image, target = scene()
+    # Window x in [10, 45), y in [5, 30): object 1 cut to x 10..20, object 2 cut to y ..30, object 3
+    # (y 26..36, x 8..18) cut to a 8 x 4 piece, object 4 (x 44..50) left 1 px wide: all kept.
+    out_img, out = da.window(image, target, top=5, left=10, height=25, width=35)
+    assert out_img.shape == (3, 25, 35)
+    check_exact(out_img, out)
+    assert out["boxes"].tolist() == [[0, 1, 10, 13], [20, 5, 31, 25], [0, 21, 8, 25], [34, 0, 35, 7]]
+    # A window that misses object 2 (x 30..41) and object 4 entirely: they go, with their labels and masks.
+    out_img, out = da.window(image, target, top=0, left=0, height=40, width=25)
+    check_exact(out_img, out)
+    assert out["labels"].tolist() == [1, 3]
+    assert len(out["proposals"]) == 2 and (out["proposals"][:, 2] <= 25).all()
+
+
+def test_random_crop_and_scale_jitter_keep_pixels_and_targets_together() -> None:
+    torch.manual_seed(0)
+    dropped = 0
+    for _ in range(30):
+        img, out = da.random_crop(*scene())
+        check_exact(img, out)
+        dropped += len(RECTS) - len(out["boxes"])
+    assert dropped > 0  # the crop range does cut objects out, and they were dropped consistently
+    checked = 0
+    for _ in range(30):
+        img, out = da.scale_jitter(*scene())
+        assert img.shape == (3, H, W) and out["masks"].shape[1:] == (H, W)
+        for box, label, mask in zip(out["boxes"], out["labels"], out["masks"], strict=True):
+            # Bilinear resampling blends the border pixels; nearest masks sample pixel centres, so the
+            # mask's bounding box and the scaled box agree within a pixel.
+            assert max(abs(a - b) for a, b in zip(box.tolist(), mask_box(mask), strict=True)) <= 1.0
+            # The mask's interior (2 px in from its edge, beyond the antialiasing filter's reach) is the
+            # object's own colour, unblended: the mask sits on the object's pixels.
+            inner = (-torch.nn.functional.max_pool2d(-mask[None].float(), 5, stride=1, padding=2))[0].bool()
+            checked += int(inner.any())
+            deviation = (img[0][inner] - COLOURS[int(label) - 1]).abs()
+            assert not len(deviation) or deviation.max() < 1e-3, f"label {int(label)}: mask not on its pixels"
+    assert checked >= 30  # objects 1-3 keep an interior in most draws
+
+
+def test_scale_jitter_changes_object_size_on_a_fixed_canvas() -> None:
+    image, target = scene()
+    img, out = da.rescale(image, target, 1.2)
+    assert img.shape == (3, 48, 60)
+    assert out["boxes"][0].tolist() == pytest.approx([4.8, 7.2, 24.0, 21.6])
+    img, out = da.pad_to(*da.rescale(image, target, 0.8), height=H, width=W, top=3, left=5)
+    assert img.shape == (3, H, W) and float(img[0, 0, 0]) == da.PAD_VALUE
+    assert out["boxes"][0].tolist() == pytest.approx([4 * 0.8 + 5, 6 * 0.8 + 3, 20 * 0.8 + 5, 18 * 0.8 + 3])
+
+
+def test_augment_detection_applies_ops_and_rejects_unknown() -> None:
+    torch.manual_seed(1)
+    img, out = da.augment_detection(*scene(), ("hflip", "vflip", "crop"))
+    check_exact(img, out)
+    assert int(out["image_id"]) == 7
+    with pytest.raises(ValueError, match="'rot90' is not a detection transform; valid: hflip"):
+        da.augment_detection(*scene(), ("rot90",))
+
+
+def test_training_split_only(project: Path) -> None:
+    cat = Catalog(project / "configs")
+    cfg = effective_trial(cat.model("faster_rcnn"), cat.dataset("shapes"), cat.profile("smoke"), seed=0,
+                          overrides={"train": {"augment": ["crop"]}})
+    from bench.engine.detection import DetectionTask
+
+    task = DetectionTask(cfg, project / cfg.dataset.root)
+    assert task.dataset("train", train=True).ops == ("crop",)
+    assert task.dataset("val", train=False).ops == ()
+
+
+def test_ops_are_checked_against_the_task(project: Path) -> None:
+    cat = Catalog(project / "configs")
+    with pytest.raises(ConfigError, match=r"rot90 is not a detection transform; valid for detection: hflip, vflip, "
+                                          r"scale_jitter, crop, color_shift"):
+        effective_trial(cat.model("faster_rcnn"), cat.dataset("shapes"), cat.profile("smoke"), seed=0,
+                        overrides={"train": {"augment": ["hflip", "rot90"]}})
+    with pytest.raises(ConfigError, match="scale_jitter is not a classification transform; valid for classification"):
+        effective_trial(cat.model("resnet18"), cat.dataset("shapes"), cat.profile("smoke"), seed=0,
+                        overrides={"train": {"augment": ["scale_jitter"]}})
