@@ -253,6 +253,9 @@ DETECTION_INIT_LOSS: dict[str, Any] = {
     "loss_classifier": lambda k: math.log(k + 1.0),
     "loss_rpn_box_reg": lambda k: None,
     "loss_box_reg": lambda k: None,
+    # Mask BCE (mask_rcnn, panet): the mask-logit layers are drawn with std 0.001 and zero bias (Detectron2's
+    # init, bench/models/detection/_mask_rcnn.py), so logits ~0 and each pixel's BCE is ln 2 whatever its target.
+    "loss_mask": lambda k: math.log(2.0),
     # hog_detector: one-vs-rest linear SVMs initialised at zero score every sample 0, so each of the K
     # squared-hinge (or hinge) terms is max(0, 1 - 0)^p = 1 and the L2 term is 0: exactly K per sample.
     # rcnn's loss_svm is the sum over its K zero-initialised per-class SVMs of each one's mean hinge

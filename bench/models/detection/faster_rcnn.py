@@ -127,10 +127,8 @@ def _fpn_parts(trunk: ResNet, anchor_sizes: Sequence[int] | None, aspect_ratios:
                rpn_channels: int | None, roi_op: str | None, roi_output_size: int | None, sampling_ratio: int,
                top_n: dict[str, int], fpn_channels: int, representation_size: int) -> Parts:
     """(ResNet-FPN body, RPN on P2-P6, MultiScaleRoIAlign on P2-P5, two-fc head, head width), torchvision's layout."""
-    from torchvision.models.detection.backbone_utils import BackboneWithFPN
     from torchvision.models.detection.faster_rcnn import TwoMLPHead
     from torchvision.ops import MultiScaleRoIAlign
-    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
     from bench.models.detection import _rpn
 
@@ -139,15 +137,27 @@ def _fpn_parts(trunk: ResNet, anchor_sizes: Sequence[int] | None, aspect_ratios:
         raise ValueError(f"faster_rcnn: neck fpn needs one anchor size per level P2-P6 (5), got {sizes}")
     if roi_op not in (None, "align"):
         raise ValueError(f"faster_rcnn: neck fpn pools with MultiScaleRoIAlign; roi_op {roi_op!r} needs neck: c4")
-    body = BackboneWithFPN(
+    body = fpn_body(trunk, fpn_channels)
+    rpn = _rpn.region_proposal_network(fpn_channels, rpn_channels or fpn_channels, [(s,) for s in sizes],
+                                       aspect_ratios, top_n)
+    resolution = roi_output_size or 7
+    pool = MultiScaleRoIAlign(["0", "1", "2", "3"], output_size=resolution, sampling_ratio=sampling_ratio)
+    return body, rpn, pool, TwoMLPHead(fpn_channels * resolution**2, representation_size), representation_size
+
+
+def fpn_body(trunk: ResNet, fpn_channels: int) -> nn.Module:
+    """torchvision's ``BackboneWithFPN`` on ``trunk``: ``OrderedDict`` P2..P5 (keys "0".."3") and P6 ("pool"),
+    each ``[B, fpn_channels, H/2^k, W/2^k]``.  Shared by the FPN detectors (faster_rcnn's fpn neck, mask_rcnn,
+    panet)."""
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+    from bench.models.detection import _rpn
+
+    return BackboneWithFPN(
         trunk,
         return_layers={f"layer{i}": str(i - 1) for i in range(1, 5)},
         in_channels_list=_rpn.stage_channels(trunk),
         out_channels=fpn_channels,
         extra_blocks=LastLevelMaxPool(),  # P6 by stride-2 max-pool of P5, as in torchvision
     )
-    rpn = _rpn.region_proposal_network(fpn_channels, rpn_channels or fpn_channels, [(s,) for s in sizes],
-                                       aspect_ratios, top_n)
-    resolution = roi_output_size or 7
-    pool = MultiScaleRoIAlign(["0", "1", "2", "3"], output_size=resolution, sampling_ratio=sampling_ratio)
-    return body, rpn, pool, TwoMLPHead(fpn_channels * resolution**2, representation_size), representation_size
