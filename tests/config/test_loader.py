@@ -9,6 +9,7 @@ import pytest
 from bench.config.catalog import Catalog, effective_trial
 from bench.config.loader import ConfigError, load
 from bench.config.schema import ModelConfig, ProfileConfig
+from bench.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,7 +73,7 @@ def test_every_shipped_config_validates() -> None:
         for prof in cat.profile_files:
             for data in model.datasets:
                 trial = effective_trial(model, cat.dataset(data), cat.profile(prof), seed=0)
-                assert trial.task in ("classification", "detection", "semantic_segmentation", "verification")
+                assert trial.task in TASKS.names()
     for name in cat.suite_files:
         assert cat.suite(name).models
 
@@ -99,11 +100,11 @@ def test_target_kinds() -> None:
     from bench.models import MODELS
     from bench.tasks import TASKS
 
-    def ranks_on(name: str) -> tuple[str, ...]:
-        task = MODELS.get(name).meta.task
+    def ranks_on(config: str) -> tuple[str, ...]:  # a config's builder's task and the tasks it also ranks on
+        task = MODELS.get(cat.model(config).builder).meta.task
         return (task, *TASKS.get(task).meta.also_ranks_on)
 
-    ranks_on_detection = {n for n in MODELS.names() if "detection" in ranks_on(n)}
+    ranks_on_detection = {n for n in cat.model_files if "detection" in ranks_on(n)}
     assert {m.name for m in cat.resolve_target("detection")[0]} == ranks_on_detection >= {"faster_rcnn", "hog_detector"}
     assert {m.name for m in cat.resolve_target("all")[0]} >= {"resnet18", "faster_rcnn", "unet"}
 
