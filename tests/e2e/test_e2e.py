@@ -123,7 +123,7 @@ def test_run_all_smoke_local_ray_into_mlflow_server(mlflow_server: str, tmp_path
                 env=base_env(MLFLOW_TRACKING_URI=mlflow_server))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     records = json.loads(out.read_text())
-    assert {r["model"] for r in records} == {"resnet18", "faster_rcnn", "unet"}
+    assert {r["model"] for r in records} == {"resnet18", "faster_rcnn_fpn", "unet"}
     for r in records:
         assert r["status"] == "ok", r["error"]
         assert r["error"] is None and r["mlflow_run_id"]
@@ -143,7 +143,7 @@ def test_run_all_smoke_local_ray_into_mlflow_server(mlflow_server: str, tmp_path
         ), f"more than 2 trials ran at once on 2 CPUs: {spans}"
     metrics = {r["model"]: r["metrics"] for r in records}
     assert {"top1", "macro_f1"} <= set(metrics["resnet18"])
-    assert {"mAP", "mAP_50", "mAP_75"} <= set(metrics["faster_rcnn"])
+    assert {"mAP", "mAP_50", "mAP_75"} <= set(metrics["faster_rcnn_fpn"])
     assert {"dice", "jaccard"} <= set(metrics["unet"])
 
     client = MlflowClient(mlflow_server)
@@ -170,7 +170,7 @@ def test_run_all_smoke_local_ray_into_mlflow_server(mlflow_server: str, tmp_path
     rep = bench("report", "--results", str(out), "--out", str(tmp_path / "reports"), env=base_env())
     assert rep.returncode == 0, rep.stderr
     md = (tmp_path / "reports" / "leaderboard.md").read_text()
-    for model in ("resnet18", "faster_rcnn", "unet"):
+    for model in ("resnet18", "faster_rcnn_fpn", "unet"):
         assert f"| {model} |" in md
     assert "## detection on shapes, profile smoke (sorted by mAP, higher is better)" in md
     html = (tmp_path / "reports" / "leaderboard.html").read_text()
