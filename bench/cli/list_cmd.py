@@ -33,11 +33,20 @@ def list_command(
         models = Table(title="models")
         for col in ("name", "task", "source", "config"):
             models.add_column(col)
+        def shown(builder_task: str) -> bool:  # --task also lists the models that rank on it (Mask R-CNN)
+            return not task or task in (builder_task, *TASKS.get(builder_task).meta.also_ranks_on)
+
         for entry in MODELS.entries():
-            if task and entry.meta.task != task:
+            if not shown(entry.meta.task):
                 continue
             has_cfg = f"models/{entry.name}.yaml" if entry.name in cat.model_files else "— (no config)"
             models.add_row(entry.name, entry.meta.task, entry.meta.source, has_cfg)
+        # Named variants: configs of another model's builder (faster_rcnn_fpn is the faster_rcnn builder).
+        for name in cat.model_files:
+            builder = cat.model(name).builder
+            if builder != name and shown(MODELS.get(builder).meta.task):
+                meta = MODELS.get(builder).meta
+                models.add_row(name, meta.task, meta.source, f"models/{name}.yaml (builder {builder})")
         console.print(models)
         if task:
             return
