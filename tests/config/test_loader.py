@@ -106,7 +106,7 @@ def test_target_kinds() -> None:
 
     ranks_on_detection = {n for n in cat.model_files if "detection" in ranks_on(n)}
     assert {m.name for m in cat.resolve_target("detection")[0]} == ranks_on_detection >= {"faster_rcnn", "hog_detector"}
-    assert {m.name for m in cat.resolve_target("all")[0]} >= {"resnet18", "faster_rcnn", "unet"}
+    assert {m.name for m in cat.resolve_target("all")[0]} >= {"resnet18", "faster_rcnn_fpn", "unet"}
 
 
 def test_per_dataset_profile_overrides_apply_last() -> None:
