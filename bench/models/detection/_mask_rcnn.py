@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign
 
@@ -49,15 +49,6 @@ def resnet_fpn(model: str, backbone: str, norm: str, fpn_channels: int) -> nn.Mo
     """faster_rcnn's fpn-neck body: a random-init ResNet (``_rpn.resnet_trunk``) under torchvision's FPN
     (``faster_rcnn.fpn_body``): levels "0".."3" (P2..P5) and "pool" (P6); ``model`` names the caller in errors."""
     return fpn_body(_rpn.resnet_trunk(model, backbone, norm), fpn_channels)
-
-
-def box_predictor(representation_size: int, num_classes: int) -> nn.Module:
-    """The (K+1)-way classifier and per-class box layer, drawn as faster_rcnn draws them (the Faster R-CNN
-    paper's N(0, 0.01), 0.001 for the box deltas): the classifier starts near ln(K+1)."""
-    predictor = FastRCNNPredictor(representation_size, num_classes)
-    _rpn.init_normal(predictor.cls_score, std=0.01)
-    _rpn.init_normal(predictor.bbox_pred, std=0.001)
-    return predictor
 
 
 def check_mask_size(model: str, mask_size: int) -> int:
@@ -93,7 +84,7 @@ def mask_rcnn_heads(channels: int, num_classes: int, representation_size: int, m
     return Heads(
         box_roi_pool=MultiScaleRoIAlign(list(LEVELS), output_size=BOX_POOL, sampling_ratio=sampling_ratio),
         box_head=TwoMLPHead(channels * BOX_POOL**2, representation_size),
-        box_predictor=box_predictor(representation_size, num_classes),
+        box_predictor=_rpn.box_predictor(representation_size, num_classes),
         mask_roi_pool=MultiScaleRoIAlign(list(LEVELS), output_size=pool, sampling_ratio=sampling_ratio),
         mask_head=MaskRCNNHeads(channels, (mask_head_channels,) * 4, dilation=1),
         mask_predictor=predictor,

@@ -19,11 +19,11 @@ from torch import Tensor, nn
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 
+from bench.models.detection import _rpn
 from bench.models.detection._mask_rcnn import (
     BOX_POOL,
     LEVELS,
     Heads,
-    box_predictor,
     check_mask_size,
     init_mask_logits,
 )
@@ -170,7 +170,7 @@ def panet_heads(channels: int, num_classes: int, representation_size: int, mask_
     return Heads(
         box_roi_pool=AdaptiveRoIAlign(list(LEVELS), output_size=BOX_POOL, sampling_ratio=sampling_ratio),
         box_head=AdaptiveBoxHead(channels * BOX_POOL**2, representation_size, levels, fusion),
-        box_predictor=box_predictor(representation_size, num_classes),
+        box_predictor=_rpn.box_predictor(representation_size, num_classes),
         mask_roi_pool=AdaptiveRoIAlign(list(LEVELS), output_size=pool, sampling_ratio=sampling_ratio),
         mask_head=AdaptiveMaskHead(channels, mask_head_channels, levels, fusion),
         mask_predictor=FusedMaskPredictor(mask_head_channels, num_classes, pool, mask_size),

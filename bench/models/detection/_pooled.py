@@ -185,3 +185,24 @@ class PooledRegionDetector(nn.Module):
                                         boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], dim=1)
             out.append(det)
         return out
+
+
+def pooled_detector(
+    trunk: nn.Module, pool: nn.Module, head: RegionHead, *, image_size: int, max_size: int | None,
+    proposals: ProposalSettings, rois_per_image: int, fg_fraction: float, fg_iou: float, bg_iou_low: float,
+    bg_iou_high: float, score_thresh: float, nms_thresh: float, detections_per_img: int,
+) -> PooledRegionDetector:
+    """A :class:`PooledRegionDetector` from a builder's keyword arguments (fast_rcnn's and spp_net's).
+
+    Images are scaled so the shorter side is ``image_size`` and the longer at most ``max_size``
+    (default ``image_size`` x 1000/600, the papers' ratio); ``proposals``: the builder's selective-search
+    settings (``bench.engine.proposals.ProposalSettings``).
+    """
+    from bench.engine.proposals import resolve_settings
+
+    return PooledRegionDetector(
+        trunk, pool, head, proposal_settings=resolve_settings(proposals), min_size=image_size,
+        max_size=max_size if max_size is not None else round(image_size * 1000 / 600),
+        rois_per_image=rois_per_image, fg_fraction=fg_fraction, fg_iou=fg_iou, bg_iou=(bg_iou_low, bg_iou_high),
+        score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections_per_img,
+    )

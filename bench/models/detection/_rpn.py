@@ -186,6 +186,18 @@ def init_normal(*layers: nn.Module, std: float = 0.01) -> None:
             nn.init.zeros_(layer.bias)
 
 
+def box_predictor(in_features: int, num_classes: int) -> nn.Module:
+    """The Fast R-CNN head's (K+1)-way classifier and per-class box layer (``num_classes`` includes the
+    background), drawn as the Faster R-CNN paper's code draws new layers: N(0, 0.01), 0.001 for the box
+    deltas, so the classifier starts near ln(K+1) whatever the scale of the features."""
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+
+    predictor = FastRCNNPredictor(in_features, num_classes)
+    init_normal(predictor.cls_score, std=0.01)
+    init_normal(predictor.bbox_pred, std=0.001)
+    return predictor
+
+
 def kaiming(*layers: nn.Conv2d) -> None:
     """He init (fan-out, ReLU) for new hidden convs, zero biases."""
     for layer in layers:

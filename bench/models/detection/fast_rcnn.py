@@ -61,14 +61,12 @@ def build_fast_rcnn(
     ``bg_iou_high``); test applies per-class NMS at ``nms_thresh`` (0.3 in the reference code).
     ``proposals``: selective-search settings (``bench.engine.proposals.ProposalSettings``).
     """
-    from bench.engine.proposals import resolve_settings
-    from bench.models.detection._pooled import STRIDE, PooledRegionDetector, RegionHead, RoIMaxPool, stride16_backbone
+    from bench.models.detection._pooled import STRIDE, RegionHead, RoIMaxPool, pooled_detector, stride16_backbone
 
     trunk, channels = stride16_backbone(backbone)
-    return PooledRegionDetector(
+    return pooled_detector(
         trunk, RoIMaxPool(roi_size, STRIDE), RegionHead(channels * roi_size**2, fc_width, num_classes, dropout),
-        proposal_settings=resolve_settings(proposals), min_size=image_size,
-        max_size=max_size if max_size is not None else round(image_size * 1000 / 600),
-        rois_per_image=rois_per_image, fg_fraction=fg_fraction, fg_iou=fg_iou, bg_iou=(bg_iou_low, bg_iou_high),
+        image_size=image_size, max_size=max_size, proposals=proposals, rois_per_image=rois_per_image,
+        fg_fraction=fg_fraction, fg_iou=fg_iou, bg_iou_low=bg_iou_low, bg_iou_high=bg_iou_high,
         score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections_per_img,
     )

@@ -95,14 +95,7 @@ def build_faster_rcnn(
         backbone_net, rpn, pool, head, width = _fpn_parts(trunk, anchor_sizes, aspect_ratios, rpn_channels, roi_op,
                                                           roi_output_size, roi_sampling_ratio, top_n, fpn_channels,
                                                           representation_size)
-    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
-
-    predictor = FastRCNNPredictor(width, num_classes + 1)
-    # The paper's init of new layers (N(0, 0.01); 0.001 for the box deltas, as its released code): the (K+1)
-    # logits start near 0, so the classifier starts near ln(K+1) whatever the scale of res5's features.
-    _rpn.init_normal(predictor.cls_score, std=0.01)
-    _rpn.init_normal(predictor.bbox_pred, std=0.001)
-    heads = _rpn.roi_heads(pool, head, predictor, box_batch_size_per_image,
+    heads = _rpn.roi_heads(pool, head, _rpn.box_predictor(width, num_classes + 1), box_batch_size_per_image,
                            box_score_thresh, box_detections_per_img)
     return _rpn.two_stage_detector(backbone_net, rpn, heads, image_size)
 

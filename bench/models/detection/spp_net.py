@@ -57,18 +57,16 @@ def build_spp_net(
     ratio) with IoU >= ``fg_iou``, negatives IoU in [``bg_iou_low``, ``bg_iou_high``).
     ``proposals``: selective-search settings (``bench.engine.proposals.ProposalSettings``).
     """
-    from bench.engine.proposals import resolve_settings
-    from bench.models.detection._pooled import STRIDE, PooledRegionDetector, RegionHead, stride16_backbone
+    from bench.models.detection._pooled import STRIDE, RegionHead, pooled_detector, stride16_backbone
     from bench.models.detection._spp import SpatialPyramidPool
 
     if not levels or any(n < 1 for n in levels):
         raise ValueError(f"spp_net: levels must be positive bin counts, got {levels}")
     trunk, channels = stride16_backbone(backbone)
     features = channels * sum(n * n for n in levels)
-    return PooledRegionDetector(
+    return pooled_detector(
         trunk, SpatialPyramidPool(levels, STRIDE), RegionHead(features, fc_width, num_classes, dropout),
-        proposal_settings=resolve_settings(proposals), min_size=image_size,
-        max_size=max_size if max_size is not None else round(image_size * 1000 / 600),
-        rois_per_image=rois_per_image, fg_fraction=fg_fraction, fg_iou=fg_iou, bg_iou=(bg_iou_low, bg_iou_high),
+        image_size=image_size, max_size=max_size, proposals=proposals, rois_per_image=rois_per_image,
+        fg_fraction=fg_fraction, fg_iou=fg_iou, bg_iou_low=bg_iou_low, bg_iou_high=bg_iou_high,
         score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections_per_img,
     )
