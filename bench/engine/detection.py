@@ -23,6 +23,8 @@ from bench.models import MODELS
 class DetectionTask(Task):
     collate = staticmethod(list_collate)
     untrained_baseline = True  # no trivial detector: the baseline is the architecture at initialisation
+    with_masks = False  # the targets carry each object's mask (instance segmentation)
+    baseline_metric, baseline_unit = "mAP", "AP@0.5"  # what the untrained baseline is scored and tested on
 
     def __init__(self, cfg: TrialConfig, dataset_root: Path) -> None:
         super().__init__(cfg, dataset_root)
@@ -43,8 +45,8 @@ class DetectionTask(Task):
     def dataset(self, split: str, train: bool) -> Dataset:
         """The split's images and boxes; ``train.augment`` (box-aware ops) on the training split only."""
         rec = self.records(split)
-        return DetectionDataset(rec.gt, rec.image_root, ops=self.cfg.train.augment if train else (),
-                                proposals=self.split_proposals(split, rec))
+        return DetectionDataset(rec.gt, rec.image_root, masks=self.with_masks,
+                                ops=self.cfg.train.augment if train else (), proposals=self.split_proposals(split, rec))
 
     def split_proposals(self, split: str, rec: Any) -> Callable[[int], np.ndarray] | None:
         """Selective-search boxes by image id (cached on disk, ``bench.engine.proposals``) for a
@@ -88,12 +90,13 @@ class DetectionTask(Task):
         evaluator.update(to_coco_results(batch[1], outputs, self.label_to_cat))
 
     def baseline(self, test: Any, untrained: Any | None) -> BaselineTest | None:
-        """The untrained model on the same test images; sign test over the images' AP at IoU 0.5."""
+        """The untrained model on the same test images; sign test over the images' AP at IoU 0.5 (mask AP
+        for instance segmentation: the evaluator's ``per_image_ap``)."""
         if untrained is None:
             return None
-        score = untrained.compute()["mAP"]
-        return paired_baseline("untrained model", "mAP", score, test.per_image_ap(0.5), untrained.per_image_ap(0.5),
-                               "AP@0.5")
+        score = untrained.compute()[self.baseline_metric]
+        return paired_baseline("untrained model", self.baseline_metric, score, test.per_image_ap(0.5),
+                               untrained.per_image_ap(0.5), self.baseline_unit)
 
     @property
     def label_to_cat(self) -> dict[int, int]:

@@ -13,12 +13,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from bench.engine.data import DetectionDataset
 from bench.engine.detection import DetectionTask, to_coco_results
 from bench.evaluators.instance_segmentation import InstanceSegmentationEvaluator
-from bench.metrics.significance import BaselineTest, paired_baseline
 
 #: A pixel belongs to the object where the predicted mask probability exceeds this (torchvision's
 #: and Detectron2's paste threshold).
@@ -26,24 +23,14 @@ MASK_THRESHOLD = 0.5
 
 
 class InstanceSegmentationTask(DetectionTask):
-    def dataset(self, split: str, train: bool) -> Dataset:
-        """Detection's images and boxes plus each object's mask; ``train.augment`` on the training split only."""
-        rec = self.records(split)
-        return DetectionDataset(rec.gt, rec.image_root, masks=True, ops=self.cfg.train.augment if train else ())
+    with_masks = True  # detection's dataset, plus each object's mask in the targets
+    baseline_metric, baseline_unit = "mask_mAP", "mask AP@0.5"
 
     def evaluator(self, split: str, subset: Sequence[int] | None = None) -> InstanceSegmentationEvaluator:
         return InstanceSegmentationEvaluator(gt=self.eval_gt(split, subset))
 
     def update(self, evaluator: Any, batch: Any, outputs: list[dict[str, torch.Tensor]]) -> None:
         evaluator.update(to_coco_segm_results(batch[1], outputs, self.label_to_cat))
-
-    def baseline(self, test: Any, untrained: Any | None) -> BaselineTest | None:
-        """The untrained model on the same test images; sign test over the images' mask AP at IoU 0.5."""
-        if untrained is None:
-            return None
-        score = untrained.compute()["mask_mAP"]
-        return paired_baseline("untrained model", "mask_mAP", score, test.per_image_ap(0.5),
-                               untrained.per_image_ap(0.5), "mask AP@0.5")
 
 
 def encode_masks(masks: torch.Tensor, threshold: float = MASK_THRESHOLD) -> list[dict[str, Any]]:
