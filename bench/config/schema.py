@@ -15,6 +15,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 # TaskSpec.augment_ops (bench.tasks), checked when a trial resolves.
 Augment = Literal["hflip", "vflip", "rot90", "channel_shuffle", "crop", "rotate", "shear", "color_shift",
                   "scale_jitter"]
+
+
 def _known_task(name: str) -> str:
     """A task name registered in ``bench.tasks`` (the one place task names are listed)."""
     from bench.registry import unknown_name_message
