@@ -1,0 +1,52 @@
+"""Anchor boxes from k-means on the training boxes (YOLO v2's dimension clusters, Redmon & Farhadi 2017).
+
+The distance is ``d(box, centroid) = 1 - IoU(box, centroid)`` with both boxes sharing a centre, so large boxes
+do not dominate as they would under Euclidean distance.  ``kmeans_anchors`` is the pure function; the
+detection task calls ``for_training_split`` to run it on the chosen dataset's training split at the model's
+input size, caching the result next to the selective-search proposals (keyed by the dataset version).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def wh_iou(wh: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """IoU of boxes ``wh [N, 2]`` and ``centroids [K, 2]`` (widths, heights) placed on one centre -> ``[N, K]``."""
+    inter = np.minimum(wh[:, None, 0], centroids[None, :, 0]) * np.minimum(wh[:, None, 1], centroids[None, :, 1])
+    union = wh[:, None].prod(-1) + centroids[None].prod(-1) - inter
+    return inter / union
+
+
+def kmeans_anchors(wh: np.ndarray, k: int, seed: int = 0, iters: int = 300) -> np.ndarray:
+    """``k`` anchors ``[k, 2]`` (w, h), sorted by area ascending, clustering ``wh [N, 2]`` under ``1 - IoU``.
+
+    Initialised by k-means++ under the same distance (seeded), then Lloyd iterations in which each centroid
+    moves to the median of its boxes (as darknet's and the YOLOv5 authors' tools do: robust to a few huge
+    boxes) until the assignment stops changing.  Needs at least ``k`` distinct boxes.
+    """
+    wh = np.asarray(wh, dtype=np.float64).reshape(-1, 2)
+    wh = wh[(wh > 0).all(axis=1)]
+    if len(np.unique(wh, axis=0)) < k:
+        raise ValueError(f"k-means anchors: {len(wh)} boxes ({len(np.unique(wh, axis=0))} distinct) cannot make "
+                         f"{k} anchors; give explicit `anchors` in the model config or use more training data")
+    rng = np.random.default_rng(seed)
+    centroids = wh[[rng.integers(len(wh))]]
+    while len(centroids) < k:  # k-means++: the next seed drawn with probability ~ distance^2
+        d = (1 - wh_iou(wh, centroids)).min(axis=1) ** 2
+        centroids = np.vstack([centroids, wh[rng.choice(len(wh), p=d / d.sum())]])
+    assign = np.full(len(wh), -1)
+    for _ in range(iters):
+        new = wh_iou(wh, centroids).argmax(axis=1)
+        if (new == assign).all():
+            break
+        assign = new
+        for j in range(k):
+            if (assign == j).any():
+                centroids[j] = np.median(wh[assign == j], axis=0)
+    return centroids[np.argsort(centroids.prod(axis=1))]
+
+
+def mean_best_iou(wh: np.ndarray, anchors: np.ndarray) -> float:
+    """The average, over boxes ``wh [N, 2]``, of the IoU with their best anchor (the paper's "Avg IOU")."""
+    return float(wh_iou(np.asarray(wh, np.float64), np.asarray(anchors, np.float64)).max(axis=1).mean())
