@@ -18,12 +18,14 @@ def wh_iou(wh: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return inter / union
 
 
-def kmeans_anchors(wh: np.ndarray, k: int, seed: int = 0, iters: int = 300) -> np.ndarray:
+def kmeans_anchors(wh: np.ndarray, k: int, seed: int = 0, restarts: int = 10, iters: int = 300) -> np.ndarray:
     """``k`` anchors ``[k, 2]`` (w, h), sorted by area ascending, clustering ``wh [N, 2]`` under ``1 - IoU``.
 
-    Initialised by k-means++ under the same distance (seeded), then Lloyd iterations in which each centroid
-    moves to the median of its boxes (as darknet's and the YOLOv5 authors' tools do: robust to a few huge
-    boxes) until the assignment stops changing.  Needs at least ``k`` distinct boxes.
+    Each of ``restarts`` runs is initialised by k-means++ under the same distance (seeded), then Lloyd
+    iterations move each centroid to the median of its boxes (as darknet's and the YOLOv5 authors' tools do:
+    robust to a few huge boxes) until the assignment stops changing.  Lloyd's method stops in local minima
+    (two seeds in one cluster stay there), so the run with the highest mean best-anchor IoU is returned.
+    Needs at least ``k`` distinct boxes.
     """
     wh = np.asarray(wh, dtype=np.float64).reshape(-1, 2)
     wh = wh[(wh > 0).all(axis=1)]
@@ -31,6 +33,13 @@ def kmeans_anchors(wh: np.ndarray, k: int, seed: int = 0, iters: int = 300) -> n
         raise ValueError(f"k-means anchors: {len(wh)} boxes ({len(np.unique(wh, axis=0))} distinct) cannot make "
                          f"{k} anchors; give explicit `anchors` in the model config or use more training data")
     rng = np.random.default_rng(seed)
+    runs = [_lloyd(wh, k, rng, iters) for _ in range(restarts)]
+    best = max(runs, key=lambda c: mean_best_iou(wh, c))
+    return best[np.argsort(best.prod(axis=1))]
+
+
+def _lloyd(wh: np.ndarray, k: int, rng: np.random.Generator, iters: int) -> np.ndarray:
+    """One k-means++-seeded run of median k-means under ``1 - IoU`` -> centroids ``[k, 2]``."""
     centroids = wh[[rng.integers(len(wh))]]
     while len(centroids) < k:  # k-means++: the next seed drawn with probability ~ distance^2
         d = (1 - wh_iou(wh, centroids)).min(axis=1) ** 2
@@ -44,7 +53,7 @@ def kmeans_anchors(wh: np.ndarray, k: int, seed: int = 0, iters: int = 300) -> n
         for j in range(k):
             if (assign == j).any():
                 centroids[j] = np.median(wh[assign == j], axis=0)
-    return centroids[np.argsort(centroids.prod(axis=1))]
+    return centroids
 
 
 def mean_best_iou(wh: np.ndarray, anchors: np.ndarray) -> float:
