@@ -265,7 +265,31 @@ DETECTION_INIT_LOSS: dict[str, Any] = {
     # logits: ln(K+1).  Box regression (ridge on offsets): finite and >= 0.
     "loss_finetune": lambda k: math.log(k + 1.0),
     "loss_bbox": lambda k: None,
+    # yolo_v5 (bench/models/detection/_yolo_v5.py; losses are means over positives / cells, without v5's final
+    # x batch size, so they do not depend on the batch).  Classes: the Detect bias init puts every class logit at
+    # b = log(0.6 / (K - 0.99)) (the conv's weights add ~N(0, 0.35^2), second order here), so each positive's
+    # mean BCE over K one-hot targets is (softplus(-b) + (K - 1) softplus(b)) / K; summed over the 3 scales (each
+    # has positives: the anchors are k-means on these boxes) times the gain 0.5 x K / 80 (v5 scales cls by C / 80).
+    # No class loss for K = 1 (v5's `if nc > 1`): exactly 0.
+    "loss_yolo5_cls": lambda k: (3 * 0.5 * k / 80 * (_softplus(-_v5_cls_bias(k)) + (k - 1) * _softplus(_v5_cls_bias(k)))
+                                 / k if k > 1 else 0.0),
+    # Objectness: BCE(b, t) = softplus(b) - t b at the bias prior b = log(8 / (640 / s)^2) (-6.7, -5.3, -3.9); the
+    # negatives' part is K-independent but the positives' -t b term (t = their CIoU with the GT) is the larger one
+    # (x70 on the fixed batch at 64 px) and depends on the data, the anchors and the input size (gain (S/640)^2),
+    # none of which this table sees.  tests/models/test_yolo_v5.py checks it exactly from the bias and the
+    # assignment on a hand-built example; here finite and >= 0.
+    "loss_yolo5_obj": lambda k: None,
+    "loss_yolo5_box": lambda k: None,
 }
+
+
+def _softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def _v5_cls_bias(k: int) -> float:
+    """YOLOv5's class-logit prior (models/yolo.py ``_initialize_biases``)."""
+    return math.log(0.6 / (k - 0.99))
 
 
 def finite(*tensors: torch.Tensor) -> bool:
