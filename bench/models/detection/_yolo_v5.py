@@ -252,7 +252,8 @@ class YoloV5Detector(nn.Module):
         self.detect = Detect((w.c(256), w.c(512), w.c(1024)), num_classes, self.na)
         # Sorted by area so the smallest go to P3 (yolov5's check_anchor_order); pixels at image_size.
         ordered = sorted(((float(a), float(b)) for a, b in anchors), key=lambda wh: wh[0] * wh[1])
-        self.register_buffer("anchors", torch.tensor(ordered).view(len(STRIDES), self.na, 2), persistent=False)
+        # A saved buffer: a checkpoint carries the anchors its weights were trained for.
+        self.register_buffer("anchors", torch.tensor(ordered).view(len(STRIDES), self.na, 2))
         self.anchor_t, self.box_loss = anchor_t, box_loss(box_loss_name)
         self.obj_balance = tuple(obj_balance)
         # utils/loss.py / train.py: gains scaled to 3 layers, the image size (obj) and the class count (cls).
