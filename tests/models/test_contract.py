@@ -265,6 +265,22 @@ DETECTION_INIT_LOSS: dict[str, Any] = {
     # logits: ln(K+1).  Box regression (ridge on offsets): finite and >= 0.
     "loss_finetune": lambda k: math.log(k + 1.0),
     "loss_bbox": lambda k: None,
+    # yolo_v2 (darknet's region loss, bench/models/detection/_yolo_v2.py): per-image sums of ½ s (t - p)^2,
+    # averaged over the batch.  The prediction conv is drawn with std 0.01 and zero bias, so every output is ~0:
+    # σ(t_o) = 0.5, the class softmax is uniform and each predicted box is its anchor at its cell's centre.
+    # * noobj: ½ x noobject_scale (1) x 0.5^2 = 0.125 for each slot that is neither responsible nor ignored.
+    #   At the smoke input (128 px: a 4x4 grid x 5 anchors = 80 slots per image) and the contract batch (the
+    #   first 8 shapes training images: 19 objects, 2.4 per image), ~77 slots per image: 0.125 x 77 = 9.6.
+    # * cls: cross-entropy (class_loss ce) at uniform logits, ln K per responsible slot: 2.4 ln K per image
+    #   (19 objects in 8 images; two objects in one slot would lower it, within the tolerance).
+    # * coord, prior (box regression to the GT and to the anchor) and obj (its target is the IoU of the
+    #   predicted box with its GT, rescore=1: a box-regression quantity; <= ½ x 5 x 0.5^2 per object): finite
+    #   and >= 0.  tests/models/test_yolo_v2.py checks all five at initialisation on a hand-built example.
+    "loss_yolo2_noobj": lambda k: 0.125 * (80 - 19 / 8),
+    "loss_yolo2_cls": lambda k: 19 / 8 * math.log(k),
+    "loss_yolo2_coord": lambda k: None,
+    "loss_yolo2_prior": lambda k: None,
+    "loss_yolo2_obj": lambda k: None,
     # yolo_v5 (bench/models/detection/_yolo_v5.py; losses are means over positives / cells, without v5's final
     # x batch size, so they do not depend on the batch).  Classes: the Detect bias init puts every class logit at
     # b = log(0.6 / (K - 0.99)) (the conv's weights add ~N(0, 0.35^2), second order here), so each positive's
