@@ -160,7 +160,7 @@ class YoloV3Detector(nn.Module):
     def __init__(self, features: nn.Module, feature_channels: Sequence[int], num_classes: int,
                  anchors: Sequence[tuple[float, float]], image_size: int, *, box_loss: str = "mse",
                  box_weight: float = 1.0, obj_weight: float = 1.0, cls_weight: float = 1.0,
-                 ignore_thresh: float = 0.5, score_thresh: float = 0.01, nms_iou: float = 0.45,
+                 ignore_thresh: float = 0.5, score_thresh: float = 0.001, nms_iou: float = 0.45,
                  detections_per_img: int = 100, obj_prior: float = 0.01, pred_init_std: float = 0.01) -> None:
         super().__init__()
         if image_size % 32:
