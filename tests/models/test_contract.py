@@ -296,6 +296,14 @@ DETECTION_INIT_LOSS: dict[str, Any] = {
     # assignment on a hand-built example; here finite and >= 0.
     "loss_yolo5_obj": lambda k: None,
     "loss_yolo5_box": lambda k: None,
+    # yolo_v3 / yolo_v4 (bench/models/detection/_yolo_v3.py): the 1x1 prediction convs are drawn with std 0.01, so
+    # class logits start ~0 (BCE ln 2 each; the class term is a mean over positives x K: ln 2) and objectness
+    # logits at their bias, the prior logit(0.01).  Objectness is the mean BCE over positives, -ln 0.01, plus
+    # each scale's mean over negatives, -ln 0.99, summed over 3 scales: 4.605 + 0.030 = 4.635 (at the default
+    # weights 1 and obj_prior 0.01, which the smoke profiles keep).
+    "loss_yolo3_obj": lambda k: -math.log(0.01) - 3 * math.log(0.99),
+    "loss_yolo3_cls": lambda k: math.log(2.0),
+    "loss_yolo3_box": lambda k: None,
 }
 
 
