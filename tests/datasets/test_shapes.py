@@ -13,7 +13,7 @@ from pycocotools import mask as mask_utils
 from bench.datasets.formats import load_coco, load_imagefolder, load_masks
 from bench.datasets.shapes import CLASSES, ShapesSpec, generate
 
-SMALL = ShapesSpec(scenes=(6, 3, 3), singles=(6, 3, 3))
+SMALL = ShapesSpec(scenes=(6, 3, 3), singles=(6, 3, 3), crowded=2)  # the crowded split: test_shapes_crowded.py
 
 
 @pytest.fixture(scope="module")
