@@ -30,6 +30,14 @@ from torch import nn
 STAGE_BLOCKS = (1, 2, 8, 8, 4)  # residual blocks per CSPDarknet53 stage
 STAGE_CHANNELS = (64, 128, 256, 512, 1024)
 SPP_POOLS = (5, 9, 13)
+#: yolov4.cfg's COCO anchors (w, h) for its 608 px input, sorted by area: three per scale, stride 8 first.
+COCO_ANCHORS_608: tuple[tuple[float, float], ...] = (
+    (12, 16), (19, 36), (40, 28), (36, 75), (76, 55), (72, 146), (142, 110), (192, 243), (459, 401))
+
+
+def default_anchors(image_size: int) -> list[tuple[float, float]]:
+    """yolov4.cfg's anchors scaled from its 608 px input to ``image_size``."""
+    return [(w * image_size / 608, h * image_size / 608) for w, h in COCO_ANCHORS_608]
 
 
 def conv_bn(c_in: int, c_out: int, k: int, stride: int = 1, act: str = "leaky") -> nn.Sequential:
@@ -148,7 +156,7 @@ class YoloV4Features(nn.Module):
         self.down4 = conv_bn(h4, h5, 3, 2)
         self.bu5 = five_convs(2 * h5, h5)
         self.out5 = conv_bn(h5, c5, 3)
-        self.channels = (c3, c4, c5)
+        self.out_channels = (c3, c4, c5)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         c3, c4, c5 = self.backbone(x)
