@@ -231,3 +231,13 @@ def test_dataset_mosaic_draws_three_items_with_torchs_generator(tmp_path: Path) 
     assert reds == {30 * j for j in [5, *others]}
     with pytest.raises(ValueError, match="mosaic combines four items"):
         da.augment_detection(*scene(), ("mosaic",))
+
+
+def test_mosaic_is_a_detection_op_in_config(project: Path) -> None:
+    cat = Catalog(project / "configs")
+    cfg = effective_trial(cat.model("faster_rcnn"), cat.dataset("shapes"), cat.profile("smoke"), seed=0,
+                          overrides={"train": {"augment": ["mosaic", "hflip"]}})
+    assert tuple(cfg.train.augment) == ("mosaic", "hflip")
+    with pytest.raises(ConfigError, match="mosaic is not a classification transform"):
+        effective_trial(cat.model("resnet18"), cat.dataset("shapes"), cat.profile("smoke"), seed=0,
+                        overrides={"train": {"augment": ["mosaic"]}})
