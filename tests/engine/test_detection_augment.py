@@ -231,6 +231,14 @@ def test_dataset_mosaic_draws_three_items_with_torchs_generator(tmp_path: Path) 
     assert reds == {30 * j for j in [5, *others]}
     with pytest.raises(ValueError, match="mosaic combines four items"):
         da.augment_detection(*scene(), ("mosaic",))
+    # A training subset (max_train_images) draws the partners from itself, not from the whole split.
+    from bench.engine.data import subsample
+
+    sub = subsample(ds, 2, seed=0)
+    members = {ds.images[i]["id"] for i in ds.pool}
+    assert len(members) == 2
+    for k in range(10):
+        assert {label - 1 for label in sub[k % 2][1]["labels"].tolist()} <= members
 
 
 def test_mosaic_is_a_detection_op_in_config(project: Path) -> None:
