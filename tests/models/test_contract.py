@@ -265,12 +265,12 @@ DETECTION_INIT_LOSS: dict[str, Any] = {
     # logits: ln(K+1).  Box regression (ridge on offsets): finite and >= 0.
     "loss_finetune": lambda k: math.log(k + 1.0),
     "loss_bbox": lambda k: None,
-    # yolo_v3 / yolo_v4 (bench/models/detection/_yolo_v3.py): the 1x1 prediction convs are drawn with std 0.01 and
-    # zero bias, so every objectness and class logit starts ~0 and each BCE element is ln 2 whatever its target.
-    # Objectness is a mean over each scale's counted predictions, summed over the 3 scales: 3 ln 2; the class
-    # scores a mean over positives x K: ln 2 (both at the default weights 1, which the smoke profiles keep).
-    # The box term (sum-squared / GIoU / CIoU over positives) has no model-independent value.
-    "loss_yolo3_obj": lambda k: 3 * math.log(2.0),
+    # yolo_v3 / yolo_v4 (bench/models/detection/_yolo_v3.py): the 1x1 prediction convs are drawn with std 0.01, so
+    # class logits start ~0 (BCE ln 2 each; the class term is a mean over positives x K: ln 2) and objectness
+    # logits at their bias, the prior logit(0.01).  Objectness is the mean BCE over positives, -ln 0.01, plus
+    # each scale's mean over negatives, -ln 0.99, summed over 3 scales: 4.605 + 0.030 = 4.635 (at the default
+    # weights 1 and obj_prior 0.01, which the smoke profiles keep).
+    "loss_yolo3_obj": lambda k: -math.log(0.01) - 3 * math.log(0.99),
     "loss_yolo3_cls": lambda k: math.log(2.0),
     "loss_yolo3_box": lambda k: None,
 }

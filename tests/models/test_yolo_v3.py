@@ -119,25 +119,26 @@ def test_ignore_thresh_spares_overlapping_predictions() -> None:
     pos = model.assign([{"boxes": gt, "labels": torch.tensor([1])}], [52, 26, 13])[2]
     p = torch.zeros(1, 3, 13, 13, 5 + K)
     p[..., 4] = -30.0  # every prediction confidently "no object" ...
-    p[0, 0, 6, 3, 4] = 30.0  # ... but the positive (anchor 0, row 6, column 3)
     neighbour = model.decode_boxes(p, 2)[0, 0, 6, 2]  # anchor 0 one cell to the left, at σ(0) offsets
     assert box_iou(neighbour[None], gt).item() > 0.5
-    assert model.objectness_loss(p, 2, pos, [gt]).item() < 1e-6
+    p[0, 0, 6, 3, 4] = 30.0  # the positive (anchor 0, row 6, column 3) is not a negative either
+    assert model.noobject_loss(p, 2, pos, [gt]).item() < 1e-6
     p[0, 0, 6, 2, 4] = 30.0  # confident there: ignored, so still ~0
-    assert model.objectness_loss(p, 2, pos, [gt]).item() < 1e-6
+    assert model.noobject_loss(p, 2, pos, [gt]).item() < 1e-6
     p[0, 0, 0, 12, 4] = 30.0  # confident far from the box: penalised, 30 nats over the counted predictions
-    assert model.objectness_loss(p, 2, pos, [gt]).item() > 30 / (3 * 13 * 13)
+    assert model.noobject_loss(p, 2, pos, [gt]).item() > 30 / (3 * 13 * 13)
 
 
 def test_initial_losses_and_names() -> None:
-    """Logits ~0 at init: objectness 3 ln 2 (a mean per scale, 3 scales), classes ln 2 (mean over positives x K)."""
+    """At init: objectness -ln 0.01 (positives at the prior) + 3 x -ln 0.99 (each scale's negatives), classes ln 2
+    (logits ~0, mean over positives x K)."""
     model = small(64).train()
     images = [torch.rand(3, 64, 64), torch.rand(3, 48, 80)]
     targets = [{"boxes": torch.tensor([[4.0, 4, 30, 28], [30, 30, 60, 62]]), "labels": torch.tensor([1, 3])},
                {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}]
     out = model(images, targets)
     assert set(out) == {"loss_yolo3_box", "loss_yolo3_obj", "loss_yolo3_cls"}
-    assert abs(out["loss_yolo3_obj"].item() - 3 * math.log(2)) < 0.05
+    assert abs(out["loss_yolo3_obj"].item() - (-math.log(0.01) - 3 * math.log(0.99))) < 0.1
     assert abs(out["loss_yolo3_cls"].item() - math.log(2)) < 0.05
     assert out["loss_yolo3_box"].item() > 0
 

@@ -42,7 +42,7 @@ def build_yolo_v3(
     obj_weight: float = 1.0,
     cls_weight: float = 1.0,
     ignore_thresh: float = 0.5,
-    score_thresh: float = 0.01,
+    score_thresh: float = 0.001,
     nms_iou: float = 0.45,
     detections_per_img: int = 100,
 ) -> nn.Module:
@@ -53,7 +53,9 @@ def build_yolo_v3(
     Darknet-53's and the neck's channels and the residual blocks per stage (1.0: the paper).  ``box_loss``:
     ``mse`` (the paper's), ``bce`` (darknet's effective x, y term), ``giou`` or ``ciou``; the three terms'
     weights; ``ignore_thresh`` (no no-object penalty above this IoU with a ground truth); decoding:
-    ``score_thresh`` on objectness x class score, per-class NMS at ``nms_iou``, ``detections_per_img``.
+    ``score_thresh`` on objectness x class score (0.001, YOLOv5's evaluation threshold: an untrained model scores
+    ~0.01 x 0.5, its objectness prior times an undecided class, and must still return boxes), per-class NMS at
+    ``nms_iou``, ``detections_per_img``.
     """
     from bench.models.detection import _yolo_v3
 
