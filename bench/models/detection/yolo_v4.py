@@ -45,7 +45,7 @@ def build_yolo_v4(
     obj_weight: float = 1.0,
     cls_weight: float = 1.0,
     ignore_thresh: float = 0.5,
-    score_thresh: float = 0.01,
+    score_thresh: float = 0.001,
     nms_iou: float = 0.45,
     detections_per_img: int = 100,
 ) -> nn.Module:
@@ -56,8 +56,9 @@ def build_yolo_v4(
     ``width`` / ``depth`` multiply every channel count and CSPDarknet53's residual blocks per stage (1.0:
     yolov4.cfg).  The rest configure the v3 head (``YoloV3Detector``): ``box_loss`` ``ciou`` (the paper's bag
     of freebies; ``mse``, ``bce``, ``giou`` also), the three terms' weights, ``ignore_thresh`` (no no-object
-    penalty above this IoU with a ground truth), and decoding: ``score_thresh`` on objectness x class score,
-    per-class NMS at ``nms_iou``, ``detections_per_img``.
+    penalty above this IoU with a ground truth), and decoding: ``score_thresh`` on objectness x class score
+    (0.001, as for v3: an untrained head at its 0.01 objectness prior must still return boxes), per-class NMS
+    at ``nms_iou``, ``detections_per_img``.
     """
     from bench.models.detection import _yolo_v3, _yolo_v4
 
