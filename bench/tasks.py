@@ -33,7 +33,7 @@ class TaskSpec:
 
 
 #: Box- and mask-aware transforms of detection data (``bench.engine.detection_augment``).
-DETECTION_AUGMENT = ("hflip", "vflip", "scale_jitter", "crop", "color_shift")
+DETECTION_AUGMENT = ("hflip", "vflip", "scale_jitter", "crop", "color_shift", "mosaic")
 
 
 TASKS: Registry[str, TaskSpec] = Registry("task")

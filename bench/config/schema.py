@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 # maps, bench.engine.detection_augment the box/mask-aware ones; which a task accepts is
 # TaskSpec.augment_ops (bench.tasks), checked when a trial resolves.
 Augment = Literal["hflip", "vflip", "rot90", "channel_shuffle", "crop", "rotate", "shear", "color_shift",
-                  "scale_jitter"]
+                  "scale_jitter", "mosaic"]
 
 
 def _known_task(name: str) -> str:

@@ -136,7 +136,10 @@ class DetectionDataset(Dataset):
     ``difficult`` ones: py-faster-rcnn (``use_diff=False``) and mmdetection train without them, as the
     papers this zoo reproduces did, and the VOC metrics ignore them.  Category ids map to contiguous
     labels by sorted id.  Detectors resize internally, so images keep their size.
-    ``ops``: box- and mask-aware transforms (``bench.engine.detection_augment``), training only.
+    ``ops``: box- and mask-aware transforms (``bench.engine.detection_augment``), training only.  With
+    ``mosaic`` among them, item ``i`` is combined with 3 items drawn with torch's generator (so it follows the
+    trial seed and each DataLoader worker's seed; from ``pool`` when set, as ``subsample`` does) first, then
+    the other ops apply in order.
     With ``proposals`` (image id -> ``[P, 4]`` float32 xyxy, for proposal-based models) the target
     also holds ``proposals [P, 4]`` in image pixels, added before ``ops``, which map them as boxes.
     """
@@ -149,6 +152,8 @@ class DetectionDataset(Dataset):
         self.root = image_root
         self.masks, self.ops = masks, tuple(ops)
         self.proposals = proposals
+        #: The items mosaic draws its 3 partners from (None: all); ``subsample`` narrows it to its subset.
+        self.pool: list[int] | None = None
         self.cat_to_label = {c["id"]: k + 1 for k, c in enumerate(sorted(gt["categories"], key=lambda c: c["id"]))}
         self.anns: dict[int, list[dict[str, Any]]] = {im["id"]: [] for im in self.images}
         for ann in gt["annotations"]:
@@ -164,6 +169,19 @@ class DetectionDataset(Dataset):
         return sorted(gt["images"], key=lambda im: im["id"])
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        image, target = self.load(i)
+        if not self.ops:
+            return image, target
+        from bench.engine.detection_augment import augment_detection, mosaic
+
+        if "mosaic" in self.ops:
+            pool = self.pool if self.pool is not None else range(len(self))
+            others = [pool[k] for k in torch.randint(0, len(pool), (3,)).tolist()]
+            image, target = mosaic([(image, target), *(self.load(j) for j in others)])
+        return augment_detection(image, target, [op for op in self.ops if op != "mosaic"])
+
+    def load(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Item ``i`` as stored (before ``ops``)."""
         info = self.images[i]
         anns = self.anns[info["id"]]
         xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
@@ -175,10 +193,6 @@ class DetectionDataset(Dataset):
             target["masks"] = decode_masks(anns, image.shape[1], image.shape[2], info)
         if self.proposals is not None:
             target["proposals"] = torch.from_numpy(self.proposals(info["id"]))
-        if self.ops:
-            from bench.engine.detection_augment import augment_detection
-
-            image, target = augment_detection(image, target, self.ops)
         return image, target
 
 
@@ -208,8 +222,10 @@ def subsample(ds: Dataset, limit: int | None, seed: int) -> Dataset:
     n = len(ds)  # type: ignore[arg-type]
     if limit is None or limit >= n:
         return ds
-    idx = np.random.default_rng(seed).choice(n, size=limit, replace=False)
-    return Subset(ds, sorted(idx.tolist()))
+    idx = sorted(np.random.default_rng(seed).choice(n, size=limit, replace=False).tolist())
+    if isinstance(ds, DetectionDataset):  # mosaic's partners come from the subset too, not the whole split
+        ds.pool = idx
+    return Subset(ds, idx)
 
 
 def list_collate(batch: list[Any]) -> tuple[list[Any], list[Any]]:

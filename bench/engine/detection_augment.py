@@ -10,7 +10,13 @@ all of them with the image:
   change size on a fixed canvas (the detectors' own resize would undo a plain rescale);
 * ``crop``: a random window with each side ~ U(``CROP_RANGE``) of the image's, kept at that size
   (the detector resizes it: a zoom-in);
-* ``color_shift``: a random offset in +-0.1 per RGB channel, image only (as for classification).
+* ``color_shift``: a random offset in +-0.1 per RGB channel, image only (as for classification);
+* ``mosaic`` (YOLOv4's, Bochkovskiy et al. 2020): four images on one canvas the size of the first, split
+  into quadrants at a random centre ~ U(``MOSAIC_CENTRE_RANGE``) of each side; each image is resized to
+  the canvas and the part of it next to the centre fills its quadrant (as in ultralytics' ``load_mosaic``,
+  whose 2x canvas cropped back to 1x puts the centre in the same range).  It combines several items, so
+  ``DetectionDataset`` applies it first (drawing 3 more items with torch's generator), then the other ops
+  in order.
 
 Boxes are clipped to the new image; a box left narrower or shorter than ``MIN_SIDE`` px (outside the
 window, or cut to a sliver) is dropped together with its label and mask.  Proposals are clipped and
@@ -28,6 +34,7 @@ import torch.nn.functional as F
 SCALE_RANGE = (0.75, 1.25)
 CROP_RANGE = (0.6, 1.0)
 MIN_SIDE = 1.0
+MOSAIC_CENTRE_RANGE = (0.25, 0.75)
 PAD_VALUE = 0.5  # mid-grey, near the mean pixel (Detectron2's fixed-size crop pads with 128 of 255)
 #: Target entries with one row per object: filtered together when boxes are dropped.
 INSTANCE_KEYS = ("boxes", "labels", "masks")
@@ -98,10 +105,20 @@ def rescale(image: torch.Tensor, target: Target, scale: float) -> tuple[torch.Te
     """Image and masks resized by ``scale`` (image bilinear, masks nearest at pixel centres), boxes times
     the exact per-axis factor of the rounded size."""
     h, w = image.shape[-2:]
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    return resize_to(image, target, max(1, round(h * scale)), max(1, round(w * scale)), antialias=scale < 1)
+
+
+def resize_to(image: torch.Tensor, target: Target, height: int, width: int, antialias: bool | None = None) -> tuple[
+        torch.Tensor, Target]:
+    """Image and masks resized to ``height x width`` (image bilinear, masks nearest at pixel centres),
+    boxes and proposals times the per-axis factor.  ``antialias``: default, when either side shrinks."""
+    h, w = image.shape[-2:]
+    nh, nw = height, width
+    if (nh, nw) == (h, w):  # bilinear at the same size is the identity
+        return image, dict(target)
     out = dict(target)
     img = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False,
-                        antialias=scale < 1)[0].clamp(0, 1)
+                        antialias=(nh < h or nw < w) if antialias is None else antialias)[0].clamp(0, 1)
     factor = torch.tensor([nw / w, nh / h, nw / w, nh / h], dtype=torch.float32)
     for key in ("boxes", "proposals"):
         if key in target:
@@ -146,6 +163,49 @@ def scale_jitter(image: torch.Tensor, target: Target) -> tuple[torch.Tensor, Tar
     return image, target
 
 
+def mosaic(items: Sequence[tuple[torch.Tensor, Target]], centre: tuple[int, int] | None = None) -> tuple[
+        torch.Tensor, Target]:
+    """Four ``(image [3, H_k, W_k], target)`` pairs -> one ``H_0 x W_0`` image and its target.
+
+    A centre ``(cx, cy)`` ~ U(``MOSAIC_CENTRE_RANGE``) of the canvas splits it into four quadrants (top-left,
+    top-right, bottom-left, bottom-right: items 0..3); item k is resized to ``H_0 x W_0`` and the window of it
+    that touches the centre (its bottom-right part for the top-left quadrant, and so on) fills quadrant k.
+    Boxes, masks and proposals move with their pixels; boxes are clipped to their quadrant and objects left
+    under ``MIN_SIDE`` px dropped with their labels and masks.  Other target keys (``image_id``) are item 0's.
+    ``centre``: ``(cx, cy)`` in canvas pixels instead of the random one.
+    """
+    if len(items) != 4:
+        raise ValueError(f"mosaic combines 4 (image, target) pairs, got {len(items)}")
+    with_masks = ["masks" in t for _, t in items]
+    if any(with_masks) and not all(with_masks):
+        raise ValueError("mosaic: either every target has masks or none does")
+    h, w = items[0][0].shape[-2:]
+    if centre is None:
+        cy, cx = round(_uniform(*MOSAIC_CENTRE_RANGE) * h), round(_uniform(*MOSAIC_CENTRE_RANGE) * w)
+    else:
+        cx, cy = centre
+        if not (0 <= cx <= w and 0 <= cy <= h):
+            raise ValueError(f"mosaic: centre {centre} is outside the {w} x {h} canvas")
+    canvas = items[0][0].new_empty((3, h, w))
+    parts: list[Target] = []
+    # (top, left, height, width) of each quadrant on the canvas.
+    quadrants = [(0, 0, cy, cx), (0, cx, cy, w - cx), (cy, 0, h - cy, cx), (cy, cx, h - cy, w - cx)]
+    for (image, target), (top, left, qh, qw) in zip(items, quadrants, strict=True):
+        image, target = resize_to(image, target, h, w)
+        # The window next to the centre: a quadrant above (left of) the centre shows the image's bottom
+        # (right) part, one below (right of) it the top (left) part.
+        win_top, win_left = (h - qh if top == 0 else 0), (w - qw if left == 0 else 0)
+        image, target = window(image, target, win_top, win_left, qh, qw)
+        image, target = pad_to(image, target, h, w, top, left)  # shift onto the canvas frame
+        canvas[:, top:top + qh, left:left + qw] = image[:, top:top + qh, left:left + qw]
+        parts.append(target)
+    out = dict(items[0][1])
+    for key in (*INSTANCE_KEYS, "proposals"):
+        if key in out:
+            out[key] = torch.cat([t[key] for t in parts])
+    return canvas, out
+
+
 def augment_detection(image: torch.Tensor, target: Target, ops: Sequence[str]) -> tuple[torch.Tensor, Target]:
     """Apply ``ops`` in order (see the module docstring); unknown ops are an error naming the valid ones."""
     from bench.tasks import DETECTION_AUGMENT
@@ -165,6 +225,9 @@ def augment_detection(image: torch.Tensor, target: Target, ops: Sequence[str]) -
             from bench.engine.data import augment
 
             image = augment(image, None, ("color_shift",))[0]
+        elif op == "mosaic":
+            raise ValueError("train.augment: mosaic combines four items, so the dataset applies it "
+                             "(DetectionDataset draws them); call mosaic() with four (image, target) pairs")
         else:
             raise ValueError(f"train.augment: {op!r} is not a detection transform; "
                              f"valid: {', '.join(DETECTION_AUGMENT)}")

@@ -144,3 +144,108 @@ def test_ops_are_checked_against_the_task(project: Path) -> None:
     with pytest.raises(ConfigError, match="scale_jitter is not a classification transform; valid for classification"):
         effective_trial(cat.model("resnet18"), cat.dataset("shapes"), cat.profile("smoke"), seed=0,
                         overrides={"train": {"augment": ["scale_jitter"]}})
+
+
+def one_square(k: int, x1: int, y1: int, size: int, height: int = H, width: int = W) -> tuple[
+        torch.Tensor, dict[str, torch.Tensor]]:
+    """A ``height x width`` black image with one square of COLOURS[k] (label k + 1), its box and mask."""
+    image = torch.zeros(3, height, width)
+    image[:, y1:y1 + size, x1:x1 + size] = COLOURS[k]
+    masks = torch.zeros(1, height, width, dtype=torch.uint8)
+    masks[0, y1:y1 + size, x1:x1 + size] = 1
+    return image, {"boxes": torch.tensor([[x1, y1, x1 + size, y1 + size]], dtype=torch.float32),
+                   "labels": torch.tensor([k + 1]), "masks": masks, "image_id": torch.tensor(k)}
+
+
+def test_mosaic_boxes_and_masks_follow_the_pixels() -> None:
+    """Four images, one square of its own colour each, at random centres: every kept square's box and mask
+    are exactly its pixels, and a dropped square's pixels are gone from the canvas too."""
+    torch.manual_seed(0)
+    kept = dropped = 0
+    for _ in range(40):
+        items = [one_square(k, int(torch.randint(0, W - 14, ())), int(torch.randint(0, H - 14, ())), 14)
+                 for k in range(4)]
+        img, out = da.mosaic(items)
+        assert img.shape == (3, H, W) and int(out["image_id"]) == 0
+        check_exact(img, out)
+        for k in range(4):
+            if k + 1 not in out["labels"].tolist():
+                assert not torch.isclose(img[0], torch.tensor(COLOURS[k])).any(), f"square {k} dropped, pixels kept"
+        kept += len(out["labels"])
+        dropped += 4 - len(out["labels"])
+    assert kept > 40 and dropped > 0
+
+
+def test_mosaic_hand_built_quadrants_and_drops() -> None:
+    """Centre (x 25, y 20) on the 40 x 50 scene, four copies: each quadrant shows the copy's part next to the
+    centre; objects outside that part are dropped with their labels and masks."""
+    img, out = da.mosaic([scene() for _ in range(4)], centre=(25, 20))
+    # Top-left shows the scene's rows 20..40, cols 25..50 (object 2 cut to y 20..33); top-right rows 20..40,
+    # cols 0..25 moved right by 25 (object 3); bottom-left rows 0..20, cols 25..50 moved down by 20 (objects
+    # 2 and 4); bottom-right rows 0..20, cols 0..25 moved by (25, 20) (object 1).
+    assert out["labels"].tolist() == [2, 3, 2, 4, 1]
+    assert out["boxes"].tolist() == [[5, 0, 16, 13], [33, 6, 43, 16], [5, 30, 16, 40], [19, 20, 25, 32],
+                                     [29, 26, 45, 38]]
+    assert out["masks"].shape == (5, H, W)
+    for box, mask in zip(out["boxes"], out["masks"], strict=True):
+        assert box.tolist() == mask_box(mask)
+    # Proposals (each object's box shrunk by 1 px) move, clip and drop as the boxes do.
+    assert out["proposals"].tolist() == [[6, 0, 15, 12], [34, 7, 42, 15], [6, 31, 15, 40], [20, 21, 24, 31],
+                                         [30, 27, 44, 37]]
+    assert float(img[0, 0, 5]) == pytest.approx(COLOURS[1]) and float(img[0, 39, 44]) == 0.0
+    with pytest.raises(ValueError, match="mosaic combines 4"):
+        da.mosaic([scene()] * 3)
+
+
+def test_mosaic_resizes_each_image_to_the_canvas() -> None:
+    """An item half the canvas size is upscaled 2x before its window is cut: its box doubles."""
+    small = one_square(1, 2, 3, 6, height=H // 2, width=W // 2)  # box (2, 3, 8, 9) on 20 x 25
+    items = [one_square(0, 0, 0, 4), small, one_square(2, 0, 0, 4), one_square(3, 0, 0, 4)]
+    _, out = da.mosaic(items, centre=(0, 40))  # the whole canvas is the top-right quadrant: item 1, uncut
+    assert out["labels"].tolist() == [2]
+    assert out["boxes"].tolist() == [[4, 6, 16, 18]]
+    assert mask_box(out["masks"][0]) == [4, 6, 16, 18]
+
+
+def test_dataset_mosaic_draws_three_items_with_torchs_generator(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from bench.engine.data import DetectionDataset
+
+    # Eight 16 x 20 images, each one colour with one whole-image box of its own category.
+    gt: dict = {"images": [], "annotations": [], "categories": [{"id": c, "name": str(c)} for c in range(8)]}
+    for i in range(8):
+        Image.new("RGB", (20, 16), (30 * i, 0, 0)).save(tmp_path / f"{i}.png")
+        gt["images"].append({"id": i, "file_name": f"{i}.png", "width": 20, "height": 16})
+        gt["annotations"].append({"id": i, "image_id": i, "category_id": i, "bbox": [0, 0, 20, 16], "area": 320,
+                                  "iscrowd": 0})
+    ds = DetectionDataset(gt, tmp_path, ops=("mosaic", "hflip"))
+    torch.manual_seed(3)
+    others = torch.randint(0, 8, (3,)).tolist()
+    torch.manual_seed(3)
+    img, target = ds[5]
+    assert img.shape == (3, 16, 20) and int(target["image_id"]) == 5
+    # Every quadrant keeps its item's whole-image box (the centre stays inside), in quadrant order.
+    assert target["labels"].tolist() == [6, *(j + 1 for j in others)]
+    reds = {round(float(v) * 255) for v in img[0].unique()}
+    assert reds == {30 * j for j in [5, *others]}
+    with pytest.raises(ValueError, match="mosaic combines four items"):
+        da.augment_detection(*scene(), ("mosaic",))
+    # A training subset (max_train_images) draws the partners from itself, not from the whole split.
+    from bench.engine.data import subsample
+
+    sub = subsample(ds, 2, seed=0)
+    members = {ds.images[i]["id"] for i in ds.pool}
+    assert len(members) == 2
+    for k in range(10):
+        assert {label - 1 for label in sub[k % 2][1]["labels"].tolist()} <= members
+
+
+def test_mosaic_is_a_detection_op_in_config(project: Path) -> None:
+    cat = Catalog(project / "configs")
+    cfg = effective_trial(cat.model("faster_rcnn"), cat.dataset("shapes"), cat.profile("smoke"), seed=0,
+                          overrides={"train": {"augment": ["mosaic", "hflip"]}})
+    assert tuple(cfg.train.augment) == ("mosaic", "hflip")
+    with pytest.raises(ConfigError, match="mosaic is not a classification transform"):
+        effective_trial(cat.model("resnet18"), cat.dataset("shapes"), cat.profile("smoke"), seed=0,
+                        overrides={"train": {"augment": ["mosaic"]}})
