@@ -1,4 +1,4 @@
-"""The detection losses (``bench.models.detection.losses``) against values computed by hand."""
+"""The detection losses (``bench.models.detection._losses``) against values computed by hand."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from bench.models import build_model
 from bench.models.detection import _yolo_v5
-from bench.models.detection.losses import ciou
+from bench.models.detection._losses import ciou
 
 # The hand-built example: a 64 px input, one 12 x 20 px GT centred at (21, 13); anchors chosen so that the
 # w/h-ratio test (< 4) keeps anchors 1 and 2 on P3 and 0 and 1 on P4, none on P5 (sorted by area: P3 the

@@ -30,7 +30,7 @@ from torch import nn
 from torchvision.ops import box_iou
 
 from bench.models.detection import _yolo_common
-from bench.models.detection.losses import ce_loss, sum_squared_loss
+from bench.models.detection._losses import ce_loss, sum_squared_loss
 
 Target = dict[str, torch.Tensor]
 

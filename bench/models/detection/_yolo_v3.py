@@ -49,7 +49,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import box_iou
 
-from bench.models.detection import _yolo_common, losses
+from bench.models.detection import _losses as losses
+from bench.models.detection import _yolo_common
 
 #: yolov3.cfg's COCO anchors (w, h) at 416 px, sorted by area: three per scale, stride 8 first.
 COCO_ANCHORS_416: tuple[tuple[float, float], ...] = (

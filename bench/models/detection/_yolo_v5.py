@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from bench.models.detection import _yolo_common
-from bench.models.detection.losses import bce_loss, box_loss
+from bench.models.detection._losses import bce_loss, box_loss
 
 STRIDES = (8, 16, 32)
 # models/yolov5*.yaml (v6.0+): the COCO anchors (w, h) in pixels at 640, smallest three on P3.
