@@ -304,6 +304,19 @@ DETECTION_INIT_LOSS: dict[str, Any] = {
     "loss_yolo3_obj": lambda k: -math.log(0.01) - 3 * math.log(0.99),
     "loss_yolo3_cls": lambda k: math.log(2.0),
     "loss_yolo3_box": lambda k: None,
+    # yolo_v1 (bench/models/detection/_yolo_v1.py), each term summed per image (the paper sums over the batch;
+    # we divide by the batch size).  The last layer starts with zero weights, so every prediction is its bias:
+    # x = y = 0.5, sqrt_w = sqrt_h = 0 (an empty box), confidence 0.5, class probabilities 1/K.  An empty box
+    # has IoU 0 with every object, so every confidence target is 0 (a wrong target, e.g. 1, fails here).
+    # Per image, with n object cells out of S*S*B = 7*7*2 = 98 predictors (the smoke profile keeps the paper's
+    # S and B): noobj = λ_noobj 0.5² (98 - n), obj = 0.5² n, cls = n Σ_c (1/K - 1[c = class])² =
+    # n ((K - 1)/K² + (1 - 1/K)²) = n (K - 1)/K.  n is a property of the data: the contract batch is shapes,
+    # 1-4 objects per image drawn uniformly, 2.5 on average (two centres in one cell count once, which only
+    # lowers it).  coord depends on where the objects are: finite and >= 0.
+    "loss_yolo1_coord": lambda k: None,
+    "loss_yolo1_obj": lambda k: 0.25 * 2.5,
+    "loss_yolo1_noobj": lambda k: 0.5 * 0.25 * (98 - 2.5),
+    "loss_yolo1_cls": lambda k: 2.5 * (k - 1) / k,
 }
 
 
