@@ -143,3 +143,18 @@ def test_builder_checks() -> None:
         build_model("yolo_v1", 3, 64, {"norm": "gn"})
     with pytest.raises(ValueError, match="stride"):
         build_model("yolo_v1", 3, 16, {"width": 0.125, "fc_dim": 16})  # 16 -> 8 -> 4, 2, 1, 0
+
+
+def test_tied_predictors_share_the_responsibility() -> None:
+    """At initialisation every predictor is the same empty box (IoU 0 with every object): ties go to a random
+    predictor, so each of the B gets coordinate gradients, not only the first."""
+    torch.manual_seed(0)
+    model = small().train()
+    out = torch.zeros(1, 7, 7, model.boxes * 5 + 3, requires_grad=True)
+    picked = set()
+    for _ in range(20):
+        out.grad = None
+        model.loss(out, GT)["loss_yolo1_coord"].backward()
+        g = out.grad[0, ROW, COL, : model.boxes * 5].reshape(model.boxes, 5).abs().sum(-1)
+        picked.add(int(g.argmax()))
+    assert picked == set(range(model.boxes))

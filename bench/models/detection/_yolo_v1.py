@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from bench.models.detection import losses
+from bench.models.detection import _losses as losses
 from bench.models.detection._yolo_common import Target, postprocess, square_batch
 
 LEAKY = 0.1
@@ -233,7 +233,10 @@ class YoloV1(nn.Module):
         with torch.no_grad():
             gt = torch.cat([(t["xy"] + self._cell_offsets(out)) / self.grid, t["wh"]], -1)  # [N, S, S, 4]
             iou = box_iou_cxcywh(self.decode_cxcywh(pred), gt[..., None, :])  # [N, S, S, B]
-            best = iou.argmax(-1)  # the responsible predictor of each cell (the first of equals)
+            # The responsible predictor of each cell: the highest IoU.  Exact ties (at initialisation every
+            # predictor is the same empty box, IoU 0) go to a random one: always taking the first would leave the
+            # other B - 1 predictors without a coordinate gradient for good (they would stay empty boxes).
+            best = (iou + 1e-6 * torch.rand_like(iou)).argmax(-1)
             responsible = nn.functional.one_hot(best, self.boxes).bool() & obj_cell[..., None]  # [N, S, S, B]
         conf = pred[..., 4]
         resp_box = pred[responsible]  # [P, 5]: the responsible predictors, in (image, row, col) order
