@@ -5,7 +5,8 @@ uses L1).  Imported by the builder only (torch)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -22,14 +23,16 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from bench.models.detection.losses import focal_loss, smooth_l1_loss
 
+HEAD_NORMS = ("none", "gn")
+
 
 class FocalClassificationHead(RetinaNetClassificationHead):
     """The classification subnet (4 x [3x3 conv 256, ReLU], 3x3 conv to ``A K`` sigmoid logits, the last bias
     ``-log((1 - π) / π)``) with the α-balanced focal loss at the configured ``alpha``, ``gamma``."""
 
     def __init__(self, in_channels: int, num_anchors: int, num_classes: int, prior_probability: float,
-                 alpha: float, gamma: float) -> None:
-        super().__init__(in_channels, num_anchors, num_classes, prior_probability)
+                 alpha: float, gamma: float, norm_layer: Callable[[int], nn.Module] | None = None) -> None:
+        super().__init__(in_channels, num_anchors, num_classes, prior_probability, norm_layer=norm_layer)
         self.alpha, self.gamma = alpha, gamma
 
     def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
@@ -52,8 +55,9 @@ class SmoothL1RegressionHead(RetinaNetRegressionHead):
     """The box subnet (4 x [3x3 conv, ReLU], 3x3 conv to ``4 A`` offsets) with the paper's smooth L1
     (``beta``; Detectron's 0.11) on the positives' encoded offsets."""
 
-    def __init__(self, in_channels: int, num_anchors: int, beta: float) -> None:
-        super().__init__(in_channels, num_anchors)
+    def __init__(self, in_channels: int, num_anchors: int, beta: float,
+                 norm_layer: Callable[[int], nn.Module] | None = None) -> None:
+        super().__init__(in_channels, num_anchors, norm_layer=norm_layer)
         self.beta = beta
 
     def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
@@ -69,14 +73,20 @@ class SmoothL1RegressionHead(RetinaNetRegressionHead):
 
 
 class FocalHead(RetinaNetHead):
-    """The two subnets, shared by every pyramid level."""
+    """The two subnets, shared by every pyramid level.  ``head_norm``: ``none`` (the paper: plain convs drawn
+    N(0, 0.01)) or ``gn`` (GroupNorm, 32 groups, after each hidden conv: torchvision's
+    ``retinanet_resnet50_fpn_v2``; from random init the plain subnets shrink their input ~5x per conv, so
+    the classifier takes ~30 steps to leave the prior)."""
 
     def __init__(self, in_channels: int, num_anchors: int, num_classes: int, *, prior_probability: float,
-                 alpha: float, gamma: float, beta: float) -> None:
+                 alpha: float, gamma: float, beta: float, head_norm: str = "none") -> None:
         nn.Module.__init__(self)  # RetinaNetHead's own __init__ would build the stock heads
+        if head_norm not in HEAD_NORMS:
+            raise ValueError(f"retinanet: unknown head_norm {head_norm!r}; choose one of {', '.join(HEAD_NORMS)}")
+        norm = partial(nn.GroupNorm, 32) if head_norm == "gn" else None
         self.classification_head = FocalClassificationHead(in_channels, num_anchors, num_classes, prior_probability,
-                                                           alpha, gamma)
-        self.regression_head = SmoothL1RegressionHead(in_channels, num_anchors, beta)
+                                                           alpha, gamma, norm)
+        self.regression_head = SmoothL1RegressionHead(in_channels, num_anchors, beta, norm)
 
 
 class FocalRetinaNet(RetinaNet):

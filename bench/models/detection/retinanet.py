@@ -37,6 +37,7 @@ def build_retinanet(
     backbone: str = "resnet50",
     norm: str = "bn",
     fpn_channels: int = 256,
+    head_norm: str = "none",
     anchor_base_sizes: list[float] | None = None,
     anchor_scales: list[float] | None = None,
     aspect_ratios: list[float] | None = None,
@@ -55,7 +56,8 @@ def build_retinanet(
     counts them (index 0, the background, is never a target), images kept at ``image_size``.
 
     ``backbone`` (resnet18 .. resnet101) with ``norm`` ``bn`` (trainable: random init), ``gn`` or
-    ``frozen_bn``; ``fpn_channels`` (256).  Anchors: ``anchor_base_sizes`` on P3..P7 (32 .. 512) times each of
+    ``frozen_bn``; ``fpn_channels`` (256); ``head_norm`` ``none`` (the paper) or ``gn`` (GroupNorm in the
+    subnets, torchvision's v2).  Anchors: ``anchor_base_sizes`` on P3..P7 (32 .. 512) times each of
     ``anchor_scales`` (2^0, 2^(1/3), 2^(2/3)) at each of ``aspect_ratios`` (1/2, 1, 2).  Loss: focal
     ``focal_alpha`` (0.25), ``focal_gamma`` (2) with the classifier's prior ``prior_probability`` (0.01);
     smooth L1 ``box_beta`` (0.11).  Anchors with IoU >= ``fg_iou_thresh`` are positive, < ``bg_iou_thresh``
@@ -74,7 +76,7 @@ def build_retinanet(
     anchors = _retinanet.anchors(base, anchor_scales or ANCHOR_SCALES, aspect_ratios or ANCHOR_RATIOS)
     head = _retinanet.FocalHead(fpn_channels, anchors.num_anchors_per_location()[0], num_classes + 1,
                                 prior_probability=prior_probability, alpha=focal_alpha, gamma=focal_gamma,
-                                beta=box_beta)
+                                beta=box_beta, head_norm=head_norm)
     return _retinanet.FocalRetinaNet(
         body, num_classes + 1, min_size=image_size, max_size=image_size, image_mean=list(_rpn.IMAGENET_MEAN),
         image_std=list(_rpn.IMAGENET_STD), anchor_generator=anchors, head=head, score_thresh=score_thresh,
