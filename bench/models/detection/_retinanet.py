@@ -28,7 +28,8 @@ HEAD_NORMS = ("none", "gn")
 
 class FocalClassificationHead(RetinaNetClassificationHead):
     """The classification subnet (4 x [3x3 conv 256, ReLU], 3x3 conv to ``A K`` sigmoid logits, the last bias
-    ``-log((1 - π) / π)``) with the α-balanced focal loss at the configured ``alpha``, ``gamma``."""
+    ``-log((1 - π) / π)``) with the α-balanced focal loss at the configured ``alpha``, ``gamma``.  Output ``c``
+    is label ``c + 1`` (no background output: each class is its own binary classifier)."""
 
     def __init__(self, in_channels: int, num_anchors: int, num_classes: int, prior_probability: float,
                  alpha: float, gamma: float, norm_layer: Callable[[int], nn.Module] | None = None) -> None:
@@ -44,7 +45,7 @@ class FocalClassificationHead(RetinaNetClassificationHead):
         for t, logits, match in zip(targets, head_outputs["cls_logits"], matched_idxs, strict=True):
             fg = match >= 0
             target = torch.zeros_like(logits, dtype=torch.float32)
-            target[fg, t["labels"][match[fg]]] = 1.0
+            target[fg, t["labels"][match[fg]] - 1] = 1.0  # labels 1..K -> outputs 0..K-1
             valid = match != self.BETWEEN_THRESHOLDS
             loss = focal_loss(logits[valid].float(), target[valid], alpha=self.alpha, gamma=self.gamma)
             losses.append(loss / max(1, int(fg.sum())))
@@ -97,6 +98,15 @@ class FocalRetinaNet(RetinaNet):
         """-> {loss_focal, loss_retina_box}: the matching (torchvision's ``Matcher``) and both head losses."""
         losses = super().compute_loss(targets, head_outputs, anchors)
         return {"loss_focal": losses["classification"], "loss_retina_box": losses["bbox_regression"]}
+
+    def postprocess_detections(self, head_outputs: dict[str, list[Tensor]], anchors: list[list[Tensor]],
+                               image_shapes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+        """torchvision's decoding (top-k per level above the score threshold, per-class NMS), labels shifted
+        from the outputs 0..K-1 to 1..K."""
+        detections = super().postprocess_detections(head_outputs, anchors, image_shapes)
+        for det in detections:
+            det["labels"] = det["labels"] + 1
+        return detections
 
 
 def fpn_p3_p7(trunk: ResNet, channels: int) -> nn.Module:

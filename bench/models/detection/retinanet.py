@@ -28,7 +28,7 @@ ANCHOR_RATIOS = (0.5, 1.0, 2.0)
                 "α-balanced focal loss (α 0.25, γ 2), IoU >= 0.5 positive, < 0.4 negative, smooth L1",
     published_params=34_014_999,
     published_ref="torchvision model table, retinanet_resnet50_fpn (COCO, 91 classes incl. background)",
-    ref_num_classes=90,  # + background = torchvision's 91
+    ref_num_classes=91,  # torchvision's 91 outputs (COCO's category ids 0..90); ours has no background output
     ref_image_size=800,
 )
 def build_retinanet(
@@ -52,8 +52,8 @@ def build_retinanet(
     detections_per_img: int = 300,
     topk_candidates: int = 1000,
 ) -> nn.Module:
-    """RetinaNet for ``num_classes`` object classes: ``K + 1`` sigmoid outputs per anchor as torchvision
-    counts them (index 0, the background, is never a target), images kept at ``image_size``.
+    """RetinaNet for ``num_classes`` object classes: ``K`` sigmoid outputs per anchor (the paper's ``KA``
+    per location; torchvision's COCO model has 91, one per category id 0..90), images kept at ``image_size``.
 
     ``backbone`` (resnet18 .. resnet101) with ``norm`` ``bn`` (trainable: random init), ``gn`` or
     ``frozen_bn``; ``fpn_channels`` (256); ``head_norm`` ``none`` (the paper) or ``gn`` (GroupNorm in the
@@ -74,11 +74,11 @@ def build_retinanet(
         raise ValueError(f"retinanet: one anchor base size per level P3-P7 (5), got {list(base)}")
     body = _retinanet.fpn_p3_p7(_rpn.resnet_trunk("retinanet", backbone, norm), fpn_channels)
     anchors = _retinanet.anchors(base, anchor_scales or ANCHOR_SCALES, aspect_ratios or ANCHOR_RATIOS)
-    head = _retinanet.FocalHead(fpn_channels, anchors.num_anchors_per_location()[0], num_classes + 1,
+    head = _retinanet.FocalHead(fpn_channels, anchors.num_anchors_per_location()[0], num_classes,
                                 prior_probability=prior_probability, alpha=focal_alpha, gamma=focal_gamma,
                                 beta=box_beta, head_norm=head_norm)
     return _retinanet.FocalRetinaNet(
-        body, num_classes + 1, min_size=image_size, max_size=image_size, image_mean=list(_rpn.IMAGENET_MEAN),
+        body, num_classes, min_size=image_size, max_size=image_size, image_mean=list(_rpn.IMAGENET_MEAN),
         image_std=list(_rpn.IMAGENET_STD), anchor_generator=anchors, head=head, score_thresh=score_thresh,
         nms_thresh=nms_thresh, detections_per_img=detections_per_img, fg_iou_thresh=fg_iou_thresh,
         bg_iou_thresh=bg_iou_thresh, topk_candidates=topk_candidates)
