@@ -133,7 +133,7 @@ def test_retinanet_focal_alpha_gamma_take_effect(alpha: float, gamma: float) -> 
 
 
 def test_retinanet_loss_names_and_smooth_l1_beta() -> None:
-    model = small_retinanet(box_beta=0.5)
+    model = small_retinanet(box_beta=0.5, score_thresh=0.005)
     model.train()
     target = {"boxes": torch.tensor([[10.0, 10, 40, 50]]), "labels": torch.tensor([3])}
     losses = model([torch.rand(3, 64, 64)], [target])
