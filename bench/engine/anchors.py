@@ -3,12 +3,21 @@
 The distance is ``d(box, centroid) = 1 - IoU(box, centroid)`` with both boxes sharing a centre, so large boxes
 do not dominate as they would under Euclidean distance.  ``kmeans_anchors`` is the pure function; the
 detection task calls ``for_training_split`` to run it on the chosen dataset's training split at the model's
-input size, caching the result next to the selective-search proposals (keyed by the dataset version).
+input size, caching the result next to the selective-search proposals (keyed by the dataset version, the
+split, k and the input size).
 """
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import numpy as np
+
+CACHE_FORMAT = 1  # bump when the clustering changes: old cache files are then not read
 
 
 def wh_iou(wh: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -59,3 +68,55 @@ def _lloyd(wh: np.ndarray, k: int, rng: np.random.Generator, iters: int) -> np.n
 def mean_best_iou(wh: np.ndarray, anchors: np.ndarray) -> float:
     """The average, over boxes ``wh [N, 2]``, of the IoU with their best anchor (the paper's "Avg IOU")."""
     return float(wh_iou(np.asarray(wh, np.float64), np.asarray(anchors, np.float64)).max(axis=1).mean())
+
+
+@dataclass(frozen=True)
+class SplitAnchors:
+    """k-means anchors of one training split at one input size, and where they came from."""
+
+    anchors: list[tuple[float, float]]  # (w, h) in input pixels, area ascending
+    mean_iou: float  # the boxes' mean IoU with their best anchor
+    boxes: int  # training boxes clustered
+    image_size: int
+    path: Path  # the cache file
+    hit: bool  # read from the cache rather than computed
+
+    def record(self) -> dict[str, Any]:
+        """What the trial record's extras and MLflow carry."""
+        return {"anchors": [[round(w, 2), round(h, 2)] for w, h in self.anchors], "k": len(self.anchors),
+                "mean_iou": round(self.mean_iou, 4), "boxes": self.boxes, "image_size": self.image_size,
+                "method": "k-means, 1 - IoU distance, training split", "cache": str(self.path)}
+
+
+def training_wh(gt: dict[str, Any], image_size: int) -> np.ndarray:
+    """``[N, 2]`` (w, h) of the non-crowd boxes of COCO ``gt``, each image resized to ``image_size`` square
+    (as the YOLO models resize their input)."""
+    sizes = {im["id"]: (im["width"], im["height"]) for im in gt["images"]}
+    wh = [(a["bbox"][2] * image_size / sizes[a["image_id"]][0], a["bbox"][3] * image_size / sizes[a["image_id"]][1])
+          for a in gt["annotations"] if not a.get("iscrowd", 0) and not a.get("difficult", 0)]
+    return np.asarray(wh, dtype=np.float64).reshape(-1, 2)
+
+
+def cache_file(version: str, split_tag: str, k: int, image_size: int) -> Path:
+    """``<proposal cache root>/../anchors/<version>/<split_tag>/k<k>-s<size>.json``."""
+    from bench.engine.proposals import cache_root
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in f"{version}/{split_tag}")
+    return cache_root().parent / "anchors" / safe / f"k{k}-s{image_size}-v{CACHE_FORMAT}.json"
+
+
+def for_training_split(gt: dict[str, Any], k: int, image_size: int, path: Path) -> SplitAnchors:
+    """The anchors of training split ``gt`` from the cache file ``path``, clustered and written first if missing."""
+    wh = training_wh(gt, image_size)
+    if path.is_file():
+        data = json.loads(path.read_text())
+        return SplitAnchors([tuple(a) for a in data["anchors"]], data["mean_iou"], data["boxes"], image_size, path,
+                            hit=True)
+    anchors = kmeans_anchors(wh, k)
+    found = SplitAnchors([(float(w), float(h)) for w, h in anchors], mean_best_iou(wh, anchors), len(wh), image_size,
+                         path, hit=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"anchors": found.anchors, "mean_iou": found.mean_iou, "boxes": found.boxes}))
+    tmp.replace(path)  # atomic: concurrent trials on one node write the same content
+    return found

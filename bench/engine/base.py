@@ -56,6 +56,11 @@ class Task(ABC):
     def build_model(self) -> nn.Module:
         return build_model(self.cfg.builder, self.num_classes, self.cfg.train.image_size, self.cfg.params)
 
+    def extras(self) -> dict[str, Any]:
+        """Task-specific facts about the trial for the record's ``extras`` (e.g. the anchors a detector was
+        built with); called after training."""
+        return {}
+
     @abstractmethod
     def dataset(self, split: str, train: bool) -> Dataset: ...
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,13 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from bench.config.catalog import TrialConfig
+from bench.engine import anchors
 from bench.engine.base import Task
 from bench.engine.data import DetectionDataset, list_collate
-from bench.engine.proposals import SplitProposals, for_split, settings_of
+from bench.engine.proposals import SplitProposals, dataset_version, for_split, settings_of, split_tag
 from bench.evaluators.detection import DetectionEvaluator
 from bench.metrics.significance import BaselineTest, paired_baseline
-from bench.models import MODELS
+from bench.models import MODELS, build_model
 
 
 class DetectionTask(Task):
@@ -32,15 +34,43 @@ class DetectionTask(Task):
         # Proposal-based models (rcnn, spp_net, fast_rcnn): their builder's `proposals` settings.
         self.proposal_settings = settings_of(MODELS.get(cfg.builder).obj, cfg.params)
         self._proposals: dict[str, SplitProposals] = {}
+        self._anchors: anchors.SplitAnchors | None = None
 
     def build_model(self) -> nn.Module:
-        model = super().build_model()
+        model = build_model(self.cfg.builder, self.num_classes, self.cfg.train.image_size,
+                            {**self.cfg.params, **self.anchor_params()})
         if bool(getattr(model, "uses_proposals", False)) != (self.proposal_settings is not None):
             raise TypeError(
                 f"model {self.cfg.builder!r}: `uses_proposals = True` and a builder parameter `proposals` "
                 "(bench.engine.proposals.ProposalSettings) go together; it has only one of them"
             )
         return model
+
+    def anchor_params(self) -> dict[str, Any]:
+        """``{"anchors": k-means anchors}`` for a builder with an ``anchors`` parameter left unset (None);
+        ``{}`` otherwise.
+
+        The anchors are clustered on the training split's boxes at the model's input size, k = the builder's
+        ``num_anchors`` (``bench.engine.anchors``); computed once per task (the untrained baseline and a
+        checkpoint reload build the model again) and cached on disk.
+        """
+        builder = MODELS.get(self.cfg.builder).obj
+        sig = inspect.signature(builder).parameters
+        if "anchors" not in sig or self.cfg.params.get("anchors", sig["anchors"].default) is not None:
+            return {}
+        if self._anchors is None:
+            k = int(self.cfg.params.get("num_anchors", sig["num_anchors"].default))
+            view = self.cfg.dataset.views[self.cfg.task]
+            version = dataset_version(self.dataset_root, self.cfg.dataset.dvc_file, self.cfg.dataset.root)
+            tag = split_tag(view.format, view.path, self.cfg.dataset.splits["train"])
+            size = self.cfg.train.image_size
+            self._anchors = anchors.for_training_split(self.records("train").gt, k, size,
+                                                       anchors.cache_file(version, tag, k, size))
+        return {"anchors": self._anchors.anchors}
+
+    def extras(self) -> dict[str, Any]:
+        """The k-means anchors the model was built with (logged to MLflow by the driver)."""
+        return {} if self._anchors is None else {"anchors": self._anchors.record()}
 
     def dataset(self, split: str, train: bool) -> Dataset:
         """The split's images and boxes; ``train.augment`` (box-aware ops) on the training split only."""

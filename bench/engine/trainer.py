@@ -311,7 +311,7 @@ def train_and_test(
     # After the test metrics and the baseline, so it cannot change them; its own failures only leave
     # fields empty (the reason goes to the extras).
     efficiency, efficiency_error = measure(task, model, device, cfg)
-    extras: dict[str, Any] = {"transfer": transfer}
+    extras: dict[str, Any] = {"transfer": transfer, **task.extras()}
     if efficiency_error:
         extras["efficiency_error"] = efficiency_error
     training = TrainingEnd(epochs_planned=cfg.train.epochs, epochs_done=it / max(1, len(loader)),

@@ -889,6 +889,8 @@ def coco_match(gt: GroundTruth, dets: Detections) -> tuple[np.ndarray, np.ndarra
 
 def pack_flags(flags: np.ndarray) -> np.ndarray:
     """``[D, T] bool`` (``T <= 15``) -> ``[D] int16`` with bit ``t`` set where ``flags[:, t]``."""
+    if len(flags) == 0:  # no detections at all (an untrained detector): reshape(0, -1) has no shape to infer
+        return np.zeros(0, dtype=np.int16)
     f = np.asarray(flags, dtype=bool).reshape(len(flags), -1)
     return (f.astype(np.int16) << np.arange(f.shape[1], dtype=np.int16)).sum(axis=1, dtype=np.int16)
 

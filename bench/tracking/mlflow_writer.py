@@ -47,6 +47,16 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return {key: str(val)[:6000] for key, val in leaves(d, prefix).items()}
 
 
+def derived_params(result: TrialResult) -> dict[str, str]:
+    """Settings the trial derived from its data rather than read from its config: the k-means anchors of a
+    YOLO model (``anchors.kmeans`` as ``[[w, h], ...]`` input pixels, their mean best IoU and box count)."""
+    found = result.extras.get("anchors")
+    if not found:
+        return {}
+    return {"anchors.kmeans": str(found["anchors"]), "anchors.mean_iou": str(found["mean_iou"]),
+            "anchors.boxes": str(found["boxes"]), "anchors.image_size": str(found["image_size"])}
+
+
 def outcome_tags(result: TrialResult) -> dict[str, str]:
     """Tags saying how training ended and what the test score was compared with.
 
@@ -129,6 +139,7 @@ class MlflowWriter:
     def log_trial(self, result: TrialResult, artifacts: list[Path], config_yaml: str | None = None) -> str:
         """A child run for ``result``: params, per-epoch and final metrics, tags, artifacts.
 
+        Params: the effective config flattened, and :func:`derived_params` (k-means anchors).
         Per epoch (step = epoch): ``train_loss``, ``train_acc`` (where the task counts it), ``lr``,
         ``val_*``.  Final (step 0): ``test_*``, timings, ``num_params`` and :func:`outcome_metrics`;
         :func:`outcome_tags` says how training ended and what the baseline was; :func:`efficiency_metrics`
@@ -181,7 +192,7 @@ class MlflowWriter:
         finals.update(outcome_metrics(result))
         finals.update(efficiency_metrics(result))
         metrics += [Metric(k, float(v), ts, 0) for k, v in finals.items()]
-        self._log_batch(rid, params=flatten(result.config), metrics_list=metrics)
+        self._log_batch(rid, params={**flatten(result.config), **derived_params(result)}, metrics_list=metrics)
         with tempfile.TemporaryDirectory() as tmp:
             rec = Path(tmp) / "result.json"
             rec.write_text(result.model_copy(update={"mlflow_run_id": rid}).model_dump_json(indent=2))

@@ -184,3 +184,16 @@ def test_no_gt_in_area_range_is_none() -> None:
     res = evaluate_coco(gt, [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9}])
     assert res["mAP"] == pytest.approx(1.0) and res["mAP_small"] == pytest.approx(1.0)
     assert res["mAP_medium"] is None and res["mAP_large"] is None and res["AR_large"] is None
+
+
+def test_no_predictions_gives_per_image_samples_not_error() -> None:
+    """An untrained detector may return nothing for a whole split: the bootstrap samples still exist."""
+    from bench.evaluators.detection import DetectionEvaluator
+    from bench.metrics.detection import pack_flags
+
+    gt, _ = random_coco(5)
+    assert pack_flags(np.zeros((0, 10), dtype=bool)).shape == (0,)
+    ev = DetectionEvaluator(gt=gt, iou_type="bbox")
+    ev.update([])
+    samples = ev.samples()
+    assert len(samples["image_id"]) == len(gt["images"]) and ev.compute()["mAP"] == 0.0

@@ -279,7 +279,47 @@ DETECTION_INIT_LOSS: dict[str, Any] = {
     # smoke's 64 px: +0.001, negligible; at 800 px it would not be).  Mean over images: 1.128.
     "loss_focal": lambda k: 0.25 * (1 - 0.01) ** 2 * math.log(1 / 0.01),
     "loss_retina_box": lambda k: None,
+    # yolo_v2 (darknet's region loss, bench/models/detection/_yolo_v2.py): per-image sums of ½ s (t - p)^2,
+    # averaged over the batch.  The prediction conv is drawn with std 0.01 and zero bias, so every output is ~0:
+    # σ(t_o) = 0.5, the class softmax is uniform and each predicted box is its anchor at its cell's centre.
+    # * noobj: ½ x noobject_scale (1) x 0.5^2 = 0.125 for each slot that is neither responsible nor ignored.
+    #   At the smoke input (128 px: a 4x4 grid x 5 anchors = 80 slots per image) and the contract batch (the
+    #   first 8 shapes training images: 19 objects, 2.4 per image), ~77 slots per image: 0.125 x 77 = 9.6.
+    # * cls: cross-entropy (class_loss ce) at uniform logits, ln K per responsible slot: 2.4 ln K per image
+    #   (19 objects in 8 images; two objects in one slot would lower it, within the tolerance).
+    # * coord, prior (box regression to the GT and to the anchor) and obj (its target is the IoU of the
+    #   predicted box with its GT, rescore=1: a box-regression quantity; <= ½ x 5 x 0.5^2 per object): finite
+    #   and >= 0.  tests/models/test_yolo_v2.py checks all five at initialisation on a hand-built example.
+    "loss_yolo2_noobj": lambda k: 0.125 * (80 - 19 / 8),
+    "loss_yolo2_cls": lambda k: 19 / 8 * math.log(k),
+    "loss_yolo2_coord": lambda k: None,
+    "loss_yolo2_prior": lambda k: None,
+    "loss_yolo2_obj": lambda k: None,
+    # yolo_v5 (bench/models/detection/_yolo_v5.py; losses are means over positives / cells, without v5's final
+    # x batch size, so they do not depend on the batch).  Classes: the Detect bias init puts every class logit at
+    # b = log(0.6 / (K - 0.99)) (the conv's weights add ~N(0, 0.35^2), second order here), so each positive's
+    # mean BCE over K one-hot targets is (softplus(-b) + (K - 1) softplus(b)) / K; summed over the 3 scales (each
+    # has positives: the anchors are k-means on these boxes) times the gain 0.5 x K / 80 (v5 scales cls by C / 80).
+    # No class loss for K = 1 (v5's `if nc > 1`): exactly 0.
+    "loss_yolo5_cls": lambda k: (3 * 0.5 * k / 80 * (_softplus(-_v5_cls_bias(k)) + (k - 1) * _softplus(_v5_cls_bias(k)))
+                                 / k if k > 1 else 0.0),
+    # Objectness: BCE(b, t) = softplus(b) - t b at the bias prior b = log(8 / (640 / s)^2) (-6.7, -5.3, -3.9); the
+    # negatives' part is K-independent but the positives' -t b term (t = their CIoU with the GT) is the larger one
+    # (x70 on the fixed batch at 64 px) and depends on the data, the anchors and the input size (gain (S/640)^2),
+    # none of which this table sees.  tests/models/test_yolo_v5.py checks it exactly from the bias and the
+    # assignment on a hand-built example; here finite and >= 0.
+    "loss_yolo5_obj": lambda k: None,
+    "loss_yolo5_box": lambda k: None,
 }
+
+
+def _softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def _v5_cls_bias(k: int) -> float:
+    """YOLOv5's class-logit prior (models/yolo.py ``_initialize_biases``)."""
+    return math.log(0.6 / (k - 0.99))
 
 
 def finite(*tensors: torch.Tensor) -> bool:
