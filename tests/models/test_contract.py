@@ -265,6 +265,20 @@ DETECTION_INIT_LOSS: dict[str, Any] = {
     # logits: ln(K+1).  Box regression (ridge on offsets): finite and >= 0.
     "loss_finetune": lambda k: math.log(k + 1.0),
     "loss_bbox": lambda k: None,
+    # SSD / SSDLite (bench/models/detection/_ssd.py): the class predictors are drawn N(0, 0.001), bias 0, so each
+    # default box's (K+1)-way softmax is ~uniform and its CE ln(K+1), positive or negative.  Per image the
+    # 3 n_i hardest negatives are kept (thousands of boxes, so always that many), and the sum is divided by
+    # the batch's matched boxes N = sum n_i (as torchvision normalises): (N + 3N) ln(K+1) / N = 4 ln(K+1)
+    # (5.55 for K = 3; mining the highest-CE negatives puts it a little above: 5.6-5.9 measured).
+    "loss_ssd_conf": lambda k: (1 + 3) * math.log(k + 1.0),
+    "loss_ssd_loc": lambda k: None,
+    # RetinaNet (_retinanet.py): every sigmoid output starts at the prior π = 0.01 (last bias -ln((1-π)/π),
+    # subnet weights N(0, 0.01)).  Per image, summed over non-ignored anchors and outputs, divided by the
+    # positives: each positive's own class gives α (1-π)^γ ln(1/π) = 0.25 x 0.99² x ln 100 = 1.128; every
+    # other output (1-α) π^γ ln(1/(1-π)) = 7.5e-7, times A K outputs / positives (A = 774 anchors at the
+    # smoke's 64 px: +0.001, negligible; at 800 px it would not be).  Mean over images: 1.128.
+    "loss_focal": lambda k: 0.25 * (1 - 0.01) ** 2 * math.log(1 / 0.01),
+    "loss_retina_box": lambda k: None,
     # yolo_v2 (darknet's region loss, bench/models/detection/_yolo_v2.py): per-image sums of ½ s (t - p)^2,
     # averaged over the batch.  The prediction conv is drawn with std 0.01 and zero bias, so every output is ~0:
     # σ(t_o) = 0.5, the class softmax is uniform and each predicted box is its anchor at its cell's centre.
