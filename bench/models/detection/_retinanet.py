@@ -21,7 +21,7 @@ from torchvision.models.detection.retinanet import (
 from torchvision.models.resnet import ResNet
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-from bench.models.detection.losses import focal_loss, smooth_l1_loss
+from bench.models.detection._losses import focal_loss, smooth_l1_loss
 
 HEAD_NORMS = ("none", "gn")
 

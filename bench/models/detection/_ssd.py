@@ -1,5 +1,5 @@
 """The parts SSD300 and SSDLite share (Liu et al. 2016, arXiv:1512.02325): the default boxes, the
-hard-negative-mined loss (from ``bench.models.detection.losses``) and the assembly into torchvision's ``SSD``.
+hard-negative-mined loss (from ``bench.models.detection._losses``) and the assembly into torchvision's ``SSD``.
 
 torchvision's ``SSD`` does the rest as the paper does: matching (each GT's best default box, then every box
 with IoU >= 0.5, ``SSDMatcher``), box encoding (centre/size offsets with variances 0.1 / 0.2, i.e. weights
@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.ssd import SSD
 
-from bench.models.detection.losses import ce_loss, smooth_l1_loss
+from bench.models.detection._losses import ce_loss, smooth_l1_loss
 
 
 def default_boxes(aspect_ratios: Sequence[Sequence[float]], s_min: float, s_max: float,
