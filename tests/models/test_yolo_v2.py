@@ -184,7 +184,7 @@ def test_anchors_default_and_checks() -> None:
     torch.testing.assert_close(model.grid_anchors(128), torch.tensor(_yolo_v2.YOLOV2_COCO_ANCHORS) * 4 / 13)
     with pytest.raises(ValueError, match="published anchors"):
         build_model("yolo_v2", 3, 128, {"num_anchors": 3})
-    with pytest.raises(ValueError, match="2 positive"):
+    with pytest.raises(ValueError, match="1 anchors given but num_anchors is 2"):
         build_model("yolo_v2", 3, 128, {"num_anchors": 2, "anchors": [[10, 10]]})
     with pytest.raises(ValueError, match="multiple of 32"):
         build_model("yolo_v2", 3, 100, {})

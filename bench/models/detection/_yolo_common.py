@@ -8,6 +8,7 @@ evaluator.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -55,3 +56,20 @@ def postprocess(boxes: torch.Tensor, scores: torch.Tensor, scales: torch.Tensor,
         kept = batched_nms(box, flat[keep], cls, nms_iou)[:max_detections]
         out.append({"boxes": box[kept] / scales[b].repeat(2), "scores": flat[keep][kept], "labels": cls[kept] + 1})
     return out
+
+
+def resolve_anchors(model: str, anchors: Sequence[Sequence[float]] | None, num_anchors: int,
+                    published: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The anchors a YOLO builder uses: ``anchors`` as given (the detection task's k-means, or the YAML's), or,
+    when None (a build outside a task: the fidelity test), the paper's ``published`` ones, already scaled to the
+    input.  Each a positive ``(w, h)`` in input pixels, ``num_anchors`` of them, or a clear error."""
+    if anchors is None:
+        if num_anchors != len(published):
+            raise ValueError(f"{model}: num_anchors {num_anchors} without `anchors`: the published anchors are "
+                             f"{len(published)}; give `anchors` or let the detection task fill them by k-means")
+        anchors = published
+    if len(anchors) != num_anchors:
+        raise ValueError(f"{model}: {len(anchors)} anchors given but num_anchors is {num_anchors}")
+    if any(len(a) != 2 or not (min(a) > 0 and math.isfinite(sum(a))) for a in anchors):
+        raise ValueError(f"{model}: anchors must be positive (w, h) pairs in input pixels, got {list(anchors)}")
+    return [(float(w), float(h)) for w, h in anchors]

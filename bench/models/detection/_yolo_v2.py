@@ -21,7 +21,6 @@ or the published COCO anchors); internally they are grid units at the current in
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -364,10 +363,3 @@ def published_anchors(image_size: int) -> list[tuple[float, float]]:
     """``YOLOV2_COCO_ANCHORS`` in input pixels at ``image_size`` (grid units x 32 at 416, scaled by
     ``image_size / 416``)."""
     return [(w * STRIDE * image_size / 416, h * STRIDE * image_size / 416) for w, h in YOLOV2_COCO_ANCHORS]
-
-
-def check_anchors(anchors: Sequence[Sequence[float]], num_anchors: int) -> None:
-    """``num_anchors`` positive (w, h) pairs, or a clear error."""
-    if len(anchors) != num_anchors or any(len(a) != 2 or min(a) <= 0 or not math.isfinite(sum(a)) for a in anchors):
-        raise ValueError(f"yolo_v2: anchors must be {num_anchors} positive (w, h) pairs in input pixels "
-                         f"(num_anchors = {num_anchors}), got {list(anchors)}")

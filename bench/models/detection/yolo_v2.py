@@ -66,15 +66,9 @@ def build_yolo_v2(
     ``σ(t_o) softmax`` above ``score_thresh``, per-class NMS at ``nms_iou`` (darknet's validation: 0.005, 0.45),
     ``detections_per_img`` kept.
     """
-    from bench.models.detection import _yolo_v2
+    from bench.models.detection import _yolo_common, _yolo_v2
 
-    if anchors is None:
-        if num_anchors != len(_yolo_v2.YOLOV2_COCO_ANCHORS):
-            raise ValueError(f"yolo_v2: num_anchors {num_anchors} without `anchors`: the published anchors are "
-                             f"{len(_yolo_v2.YOLOV2_COCO_ANCHORS)}; give `anchors` or let the detection task fill "
-                             "them by k-means")
-        anchors = _yolo_v2.published_anchors(image_size)
-    _yolo_v2.check_anchors(anchors, num_anchors)
+    anchors = _yolo_common.resolve_anchors("yolo_v2", anchors, num_anchors, _yolo_v2.published_anchors(image_size))
     if width <= 0:
         raise ValueError(f"yolo_v2: width {width} must be positive")
     return _yolo_v2.YoloV2(

@@ -57,15 +57,9 @@ def build_yolo_v3(
     ~0.01 x 0.5, its objectness prior times an undecided class, and must still return boxes), per-class NMS at
     ``nms_iou``, ``detections_per_img``.
     """
-    from bench.models.detection import _yolo_v3
+    from bench.models.detection import _yolo_common, _yolo_v3
 
-    if anchors is None:
-        if num_anchors != len(_yolo_v3.COCO_ANCHORS_416):
-            raise ValueError(f"yolo_v3: num_anchors {num_anchors} without explicit anchors; the default COCO "
-                             f"anchors are {len(_yolo_v3.COCO_ANCHORS_416)}")
-        anchors = _yolo_v3.default_anchors(image_size)
-    if len(anchors) != num_anchors:
-        raise ValueError(f"yolo_v3: {len(anchors)} anchors given but num_anchors is {num_anchors}")
+    anchors = _yolo_common.resolve_anchors("yolo_v3", anchors, num_anchors, _yolo_v3.default_anchors(image_size))
     features = _yolo_v3.YoloV3Features(width, depth)
     return _yolo_v3.YoloV3Detector(
         features, features.out_channels, num_classes, [tuple(a) for a in anchors], image_size,

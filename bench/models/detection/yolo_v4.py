@@ -60,15 +60,9 @@ def build_yolo_v4(
     (0.001, as for v3: an untrained head at its 0.01 objectness prior must still return boxes), per-class NMS
     at ``nms_iou``, ``detections_per_img``.
     """
-    from bench.models.detection import _yolo_v3, _yolo_v4
+    from bench.models.detection import _yolo_common, _yolo_v3, _yolo_v4
 
-    if anchors is None:
-        if num_anchors != len(_yolo_v4.COCO_ANCHORS_608):
-            raise ValueError(f"yolo_v4: num_anchors {num_anchors} without explicit anchors; the default COCO "
-                             f"anchors are {len(_yolo_v4.COCO_ANCHORS_608)}")
-        anchors = _yolo_v4.default_anchors(image_size)
-    if len(anchors) != num_anchors:
-        raise ValueError(f"yolo_v4: {len(anchors)} anchors given but num_anchors is {num_anchors}")
+    anchors = _yolo_common.resolve_anchors("yolo_v4", anchors, num_anchors, _yolo_v4.default_anchors(image_size))
     features = _yolo_v4.YoloV4Features(width, depth)
     return _yolo_v3.YoloV3Detector(
         features, features.out_channels, num_classes, [tuple(a) for a in anchors], image_size,

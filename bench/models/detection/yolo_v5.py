@@ -60,7 +60,7 @@ def build_yolo_v5(
     weights ``obj_balance`` (P3, P4, P5).  Decoding: candidates above ``score_thresh`` (v5's val uses 0.001),
     per-class NMS at ``nms_iou`` (v5's val: 0.6), at most ``detections_per_img`` per image.
     """
-    from bench.models.detection import _yolo_v5
+    from bench.models.detection import _yolo_common, _yolo_v5
 
     depth, width = _multipliers(variant, depth_multiple, width_multiple)
     if image_size % 32:
@@ -68,12 +68,8 @@ def build_yolo_v5(
                          "set train.image_size or train.image_scale accordingly")
     if num_anchors % 3:
         raise ValueError(f"yolo_v5: num_anchors {num_anchors} must be a multiple of 3 (the same count per scale)")
-    if anchors is None:
-        anchors = [(w * image_size / 640, h * image_size / 640) for w, h in _yolo_v5.V5_ANCHORS_640]
-        if num_anchors != len(anchors):
-            raise ValueError(f"yolo_v5: v5's default anchors are 9; give {num_anchors} explicit anchors")
-    if len(anchors) != num_anchors:
-        raise ValueError(f"yolo_v5: {len(anchors)} anchors given, num_anchors is {num_anchors}")
+    published = [(w * image_size / 640, h * image_size / 640) for w, h in _yolo_v5.V5_ANCHORS_640]
+    anchors = _yolo_common.resolve_anchors("yolo_v5", anchors, num_anchors, published)
     if len(obj_balance) != 3:
         raise ValueError(f"yolo_v5: obj_balance needs one weight per scale P3, P4, P5, got {obj_balance}")
     return _yolo_v5.YoloV5Detector(
