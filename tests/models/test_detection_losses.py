@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bench.models.detection import losses as L
+from bench.models.detection import _losses as L
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 
