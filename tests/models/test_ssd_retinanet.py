@@ -148,3 +148,17 @@ def test_retinanet_loss_names_and_smooth_l1_beta() -> None:
     # GT 10 px right of the anchor: dx = 1 (weights 1), others 0; smooth L1 with β 0.5: |1| - 0.25 = 0.75
     shifted = {"boxes": torch.tensor([[10.0, 0, 20, 10]]), "labels": torch.tensor([1])}
     assert reg.compute_loss([shifted], outputs, [anchors], [torch.tensor([0])]).item() == pytest.approx(0.75)
+
+
+def test_retinanet_gn_head_keeps_eight_channels_per_group_and_runs_at_batch_one() -> None:
+    """At 64 px the P7 map is 1x1: 32 groups of a 32-channel head would hold one value each, which GroupNorm
+    maps to its bias (and torch refuses at batch 1).  The head keeps the reference's 8 channels per group."""
+    model = small_retinanet(head_norm="gn")
+    groups = {m.num_groups for m in model.head.modules() if isinstance(m, torch.nn.GroupNorm)}
+    assert groups == {4}
+    assert {m.num_groups for m in build_model("retinanet", K, 64, {"head_norm": "gn"}).head.modules()
+            if isinstance(m, torch.nn.GroupNorm)} == {32}  # 256 channels: torchvision's 32 groups
+    model.eval()
+    with torch.no_grad():
+        out = model([torch.rand(3, 64, 64)])
+    assert len(out) == 1 and out[0]["boxes"].shape[-1] == 4
