@@ -81,27 +81,10 @@ def crowded_config(config: dict[str, Any], device: str, max_images: int | None =
     return cfg.model_copy(update={"dataset": dataset, "train": train, "device": device})
 
 
-def score_checkpoint(
-    config: dict[str, Any],
-    checkpoint: Path,
-    project: Path,
-    grid: int = 7,
-    score_threshs: Sequence[float] = (0.0, 0.25),
-    iou_thr: float = 0.5,
-    device: str = "auto",
-    max_images: int | None = None,
-) -> dict[str, Any]:
-    """Rebuild the trial's model, load ``checkpoint`` and score it on the crowded split.
-
-    ``config``: the trial record's effective config; ``max_images``: subsample (tests), None = all.
-    Returns ``images``, ``mAP``, ``mAP_50`` (COCO, on the crowded split), ``crowding`` (one
-    ``bench.metrics.crowding`` result per score threshold) and ``dataset_version``.
-    """
-    import torch
-
+def crowded_task(config: dict[str, Any], project: Path, device: str, max_images: int | None) -> tuple[Any, Any, Any]:
+    """``(cfg, task, dataset_version)``: the trial's task reading ``crowded`` as its test split, the pin checked."""
     from bench.datasets import versioning
-    from bench.engine.device import select_device
-    from bench.engine.trainer import evaluate, seed_everything
+    from bench.engine.trainer import seed_everything
     from bench.tasks import task_impl
 
     cfg = crowded_config(config, device, max_images)
@@ -116,9 +99,60 @@ def score_checkpoint(
         raise FileNotFoundError(f"{root} has no `{SPLIT}` split: pull a shapes version that has it "
                                 "(`bench data pull shapes --force` at this checkout's datasets.dvc)")
     seed_everything(cfg.seed)
-    dev = select_device(cfg.device)
-    task = task_impl(cfg.task)(cfg, root)
+    return cfg, task_impl(cfg.task)(cfg, root), version
+
+
+def assignment_recall(task: Any, model: Any, cfg: Any, grid: int) -> dict[str, Any] | None:
+    """The objects-per-cell recall of the model's own training-target assignment on the crowded split.
+
+    ``model.assigned(targets)`` (the YOLO generations) names the ground truths training gives a responsible
+    predictor; an object without one is never learnt, so this is the recall an ideal detector of that design
+    could reach.  Targets are scaled to the model's input as its forward pass does.  None for a model
+    without ``assigned``.
+    """
+    from bench.engine.data import subsample
+    from bench.models.detection._yolo_common import square_batch
+
+    if not hasattr(model, "assigned"):
+        return None
+    acc = CellRecallAccumulator(grid)
+    ds = subsample(task.dataset("test", train=False), cfg.train.max_eval_images, cfg.seed)
+    for k in range(len(ds)):  # type: ignore[arg-type]
+        image, target = ds[k]
+        _, scaled, _ = square_batch([image], model.image_size, [target])
+        acc.update_found(target["boxes"].numpy(), model.assigned(scaled)[0].cpu().numpy(),
+                         (image.shape[-1], image.shape[-2]))
+    return acc.compute()
+
+
+def score_checkpoint(
+    config: dict[str, Any],
+    checkpoint: Path | None,
+    project: Path,
+    grid: int = 7,
+    score_threshs: Sequence[float] = (0.0, 0.25),
+    iou_thr: float = 0.5,
+    device: str = "auto",
+    max_images: int | None = None,
+) -> dict[str, Any]:
+    """Rebuild the trial's model, load ``checkpoint`` and score it on the crowded split.
+
+    ``config``: the trial record's effective config; ``max_images``: subsample (tests), None = all;
+    ``checkpoint`` None: only the assignment recall (no trained weights needed).  Returns ``images``,
+    ``mAP``, ``mAP_50`` (COCO, on the crowded split), ``crowding`` (one ``bench.metrics.crowding`` result
+    per score threshold), ``assignment`` (``assignment_recall``) and ``dataset_version``.
+    """
+    import torch
+
+    from bench.engine.device import select_device
+    from bench.engine.trainer import evaluate
+
+    cfg, task, version = crowded_task(config, project, device, max_images)
     model = task.build_model()
+    scored: dict[str, Any] = {"assignment": assignment_recall(task, model, cfg, grid), "dataset_version": version}
+    if checkpoint is None:
+        return {**scored, "images": None, "mAP": None, "mAP_50": None, "crowding": [], "epoch": None}
+    dev = select_device(cfg.device)
     state = torch.load(checkpoint, map_location="cpu")
     model.load_state_dict(state["model"])
     model.to(dev)
@@ -127,30 +161,31 @@ def score_checkpoint(
     arrays = {"image_id": dets.image_id, "category_id": dets.category_id, "score": dets.score, "bbox": dets.bbox}
     gt = result.evaluator.gt
     return {
+        **scored,
         "images": result.images,
         "mAP": result.metrics["mAP"],
         "mAP_50": result.metrics["mAP_50"],
         "crowding": [crowding_from_coco(gt, arrays, grid, t, iou_thr) for t in score_threshs],
-        "dataset_version": version,
         "epoch": state.get("epoch"),
     }
 
 
-def load_trials(paths: Sequence[Path], models: Sequence[str] | None) -> list[Any]:
-    """The ok trial records with a checkpoint in ``paths`` (``bench run --output`` files), in file order,
-    restricted to ``models`` (each must be present) when given."""
+def load_trials(paths: Sequence[Path], models: Sequence[str] | None, need_checkpoint: bool = True) -> list[Any]:
+    """The ok trial records (with a checkpoint when ``need_checkpoint``) in ``paths`` (``bench run --output``
+    files), in file order, restricted to ``models`` (each must be present) when given."""
     from bench.results.record import read_results
 
-    records = [r for p in paths for r in read_results(p) if r.status == "ok" and r.checkpoint]
+    what = "ok trial with a checkpoint" if need_checkpoint else "ok trial"
+    records = [r for p in paths for r in read_results(p) if r.status == "ok" and (r.checkpoint or not need_checkpoint)]
     if models:
         missing = [m for m in models if not any(r.model == m for r in records)]
         if missing:
             have = sorted({r.model for r in records}) or ["none"]
-            raise ValueError(f"no ok trial with a checkpoint for {', '.join(missing)} in "
+            raise ValueError(f"no {what} for {', '.join(missing)} in "
                              f"{', '.join(map(str, paths))} (found: {', '.join(have)})")
         records = [r for r in records if r.model in models]
     if not records:
-        raise ValueError(f"no ok trial with a checkpoint in {', '.join(map(str, paths))}")
+        raise ValueError(f"no {what} in {', '.join(map(str, paths))}")
     return records
 
 
@@ -158,15 +193,26 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def _bins(c: dict[str, Any]) -> list[str]:
+    return [f"{_pct(c['per_bin'][b]['recall'])} ({c['per_bin'][b]['num_gt']})" for b in BINS]
+
+
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Markdown table: model, score threshold, recall and count per bin, overall recall, mAP_50."""
+    """Markdown tables: the trained models (model, score threshold, recall and count per bin, overall recall,
+    mAP_50), then the target assignments (recall per bin of the objects training assigns)."""
     head = ["model", "score >="] + [f"recall {b}/cell (n)" for b in BINS] + ["recall (n)", "mAP_50"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         for c in row["crowding"]:
-            cells = [f"{_pct(c['per_bin'][b]['recall'])} ({c['per_bin'][b]['num_gt']})" for b in BINS]
-            lines.append("| " + " | ".join([row["trial_id"], f"{c['score_thresh']:g}", *cells,
+            lines.append("| " + " | ".join([row["trial_id"], f"{c['score_thresh']:g}", *_bins(c),
                                             f"{_pct(c['recall'])} ({c['num_gt']})", _pct(row["mAP_50"])]) + " |")
+    assigned = [row for row in rows if row["assignment"] is not None]
+    if assigned:
+        head = ["model (training targets)"] + [f"assigned {b}/cell (n)" for b in BINS] + ["assigned (n)"]
+        lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for row in assigned:
+            c = row["assignment"]
+            lines.append("| " + " | ".join([row["trial_id"], *_bins(c), f"{_pct(c['recall'])} ({c['num_gt']})"]) + " |")
     return "\n".join(lines)
 
 
@@ -180,6 +226,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     ap.add_argument("--iou", type=float, default=0.5, help="IoU a detection needs to find an object (>=)")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--max-images", type=int, default=None, help="score a seeded subsample (a quick check)")
+    ap.add_argument("--assignment-only", action="store_true",
+                    help="only the training-target assignment's recall (no checkpoint needed)")
     ap.add_argument("--project", type=Path, default=Path.cwd(), help="project root (datasets.dvc, datasets/)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output [default: {DEFAULT_OUT}]")
     return ap.parse_args(argv)
@@ -190,17 +238,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     threshs = [float(t) for t in args.score_thresh.split(",")]
     try:
-        trials = load_trials(args.results, models)
+        trials = load_trials(args.results, models, need_checkpoint=not args.assignment_only)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rows = []
     for r in trials:
-        print(f"scoring {r.trial_id} ({r.checkpoint}) on {SPLIT}", file=sys.stderr, flush=True)
-        scored = score_checkpoint(r.config, Path(r.checkpoint), args.project, args.grid, threshs, args.iou,
+        ckpt = None if args.assignment_only else Path(r.checkpoint)
+        print(f"scoring {r.trial_id} ({ckpt or 'target assignment only'}) on {SPLIT}", file=sys.stderr, flush=True)
+        scored = score_checkpoint(r.config, ckpt, args.project, args.grid, threshs, args.iou,
                                   args.device, args.max_images)
         rows.append({"trial_id": r.trial_id, "model": r.model, "profile": r.profile, "seed": r.seed,
-                     "checkpoint": r.checkpoint, "test_mAP_50": r.metrics.get("mAP_50"), **scored})
+                     "checkpoint": None if ckpt is None else r.checkpoint, "test_mAP_50": r.metrics.get("mAP_50"),
+                     **scored})
     print(format_table(rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {"split": SPLIT, "grid": args.grid, "iou_thr": args.iou, "score_thresholds": threshs,

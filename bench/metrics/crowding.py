@@ -133,7 +133,14 @@ class CellRecallAccumulator:
         ds = _vector(det_scores, len(det), f"{where} detection scores", np.float64)
         dl = _vector(det_labels, len(det), f"{where} detection labels", np.int64)
         keep = ds >= self.score_thresh
-        hit = match_ground_truth(gt, gl, det[keep], ds[keep], dl[keep], self.iou_thr)
+        self.update_found(gt, match_ground_truth(gt, gl, det[keep], ds[keep], dl[keep], self.iou_thr), image_size)
+
+    def update_found(self, gt_boxes: Any, found: Any, image_size: tuple[float, float]) -> None:
+        """Add one image whose found ground truths are already known: ``gt_boxes [G, 4] xyxy`` px, ``found [G]``
+        bool (e.g. which objects a detector's target assignment trains; ``update`` passes the matched ones)."""
+        where = f"image #{self.images}"
+        gt = _boxes(gt_boxes, f"{where} ground truth")
+        hit = _vector(found, len(gt), f"{where} found flags", bool)
         occupancy = cell_occupancy(gt, image_size[0], image_size[1], self.grid)
         bin_of = np.minimum(occupancy, len(BINS)) - 1
         self.total += np.bincount(bin_of, minlength=len(BINS))

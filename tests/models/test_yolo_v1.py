@@ -158,3 +158,12 @@ def test_tied_predictors_share_the_responsibility() -> None:
         g = out.grad[0, ROW, COL, : model.boxes * 5].reshape(model.boxes, 5).abs().sum(-1)
         picked.add(int(g.argmax()))
     assert picked == set(range(model.boxes))
+
+
+def test_assigned_names_the_one_object_each_cell_trains() -> None:
+    # Cell (3, 2) holds two centres (the 80x100 box and a 10x10 one): only the larger is learnt; a third box
+    # alone in cell (0, 0) is.  An image without boxes gives an empty mask.
+    boxes = torch.tensor([[145.0, 215.0, 155.0, 225.0], [100.0, 200.0, 180.0, 300.0], [10.0, 10.0, 40.0, 40.0]])
+    found = small().assigned([{"boxes": boxes, "labels": torch.tensor([1, 2, 3])},
+                              {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}])
+    assert found[0].tolist() == [False, True, True] and found[1].shape == (0,)

@@ -196,3 +196,11 @@ def test_autocast_losses_finite_float32() -> None:
         losses = model([torch.rand(3, 64, 64)], [GT])
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
+
+
+def test_assigned_follows_the_slots() -> None:
+    """``tiny``'s 2x2 grid: two 16 px GTs in cell (0, 0) share anchor 0 (the later is kept); a 48 px GT in the
+    same cell takes anchor 1 and is kept too."""
+    boxes = torch.tensor([[4.0, 4.0, 20.0, 20.0], [8.0, 8.0, 24.0, 24.0], [0.0, 0.0, 48.0, 48.0]])
+    found = tiny().assigned([{"boxes": boxes, "labels": torch.tensor([1, 2, 3])}])
+    assert found[0].tolist() == [False, True, True]

@@ -162,3 +162,11 @@ def test_rejects_bad_configuration() -> None:
         build_yolo_v3(K, 64, width=0.125, depth=0.1, box_loss="l1")
     with pytest.raises(ValueError, match="num_anchors"):
         build_yolo_v3(K, 64, anchors=[(10.0, 10.0)] * 6)
+
+
+def test_assigned_counts_objects_in_one_cell_on_distinct_anchors() -> None:
+    """Three boxes centred in one 32 px cell: two of the same shape (one slot, the later kept) and a small one
+    whose best anchor is on another scale (kept)."""
+    boxes = torch.tensor([[40.0, 152.5, 160.0, 247.5], [41.0, 153.0, 161.0, 248.0], [94.0, 193.0, 106.0, 207.0]])
+    found = small().assigned([{"boxes": boxes, "labels": torch.tensor([1, 2, 3])}])
+    assert found[0].tolist() == [False, True, True]

@@ -182,3 +182,11 @@ def test_losses_are_means_not_scaled_by_batch() -> None:
     one, two = net(images, targets), net(images * 2, targets * 2)
     for key in one:
         assert two[key].item() == pytest.approx(one[key].item(), rel=1e-4), key
+
+
+def test_assigned_keeps_every_object_that_passes_the_shape_test() -> None:
+    """The hand-built GT and a copy of it (the same cells and anchors: v5 keeps both) are learnt; a 60x2 px
+    sliver fails the w/h-ratio test on every anchor and gets no positive."""
+    boxes = torch.tensor([GT_XYXY, GT_XYXY, (2.0, 30.0, 62.0, 32.0)])
+    found = model().assigned([{"boxes": boxes, "labels": torch.tensor([1, 2, 3])}])
+    assert found[0].tolist() == [True, True, False]

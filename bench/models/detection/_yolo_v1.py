@@ -101,6 +101,24 @@ def box_iou_cxcywh(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
 
 
+def cell_owners(centre: torch.Tensor, size: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each object's cell and whether it owns it: v1 trains one object per cell.
+
+    ``centre, size [N, 2]`` as fractions of the input (x, y).  Returns ``(cells [N, 2] long (col, row),
+    owner [N] bool)``: where centres collide the largest box owns the cell (ties: the later one), as the
+    targets are written in ascending area and the last write stays.
+    """
+    cells = (centre.clamp(0, 1 - 1e-6) * grid).floor().long()
+    flat = cells[:, 1] * grid + cells[:, 0]
+    order = size.prod(1).argsort(stable=True)  # ascending area: the largest is written last and kept
+    owner_of = torch.full((grid * grid,), -1, dtype=torch.long, device=centre.device)
+    # An indexed write with repeated cells has no defined winner; the rank in ``order`` decides instead.
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order), device=order.device)
+    owner_of.scatter_reduce_(0, flat, rank, reduce="amax")
+    return cells, owner_of[flat] == rank
+
+
 def build_targets(targets: Sequence[Target], grid: int, input_size: int, device: torch.device) -> dict[
         str, torch.Tensor]:
     """Rasterise ``targets`` (boxes [N, 4] xyxy in input px, labels [N] 1..K) onto the ``grid x grid`` cells.
@@ -108,7 +126,7 @@ def build_targets(targets: Sequence[Target], grid: int, input_size: int, device:
     Returns ``{"mask": [B, S, S] bool (a centre falls in the cell), "xy": [B, S, S, 2] the centre's offset in
     its cell (0..1), "sqrt_wh": [B, S, S, 2] sqrt of width/height as fractions of the input, "wh": [B, S, S, 2]
     (fractions), "label": [B, S, S] long (0..K-1)}``.  One object per cell: where centres collide, the
-    largest box wins (written last, as the boxes are visited in ascending area).
+    largest box wins (``cell_owners``).
     """
     n = len(targets)
     mask = torch.zeros(n, grid, grid, dtype=torch.bool, device=device)
@@ -121,16 +139,12 @@ def build_targets(targets: Sequence[Target], grid: int, input_size: int, device:
             continue
         centre = ((boxes[:, :2] + boxes[:, 2:]) / 2).clamp(0, 1 - 1e-6)
         size = (boxes[:, 2:] - boxes[:, :2]).clamp(min=0)
-        order = size.prod(1).argsort(stable=True)  # ascending area: the largest is written last and kept
-        cells = (centre * grid).floor().long()
-        labels = t["labels"].to(device).long() - 1
-        # One by one (a handful per image): an indexed write with repeated cells has no defined winner.
-        for i in order.tolist():
-            col, row = cells[i].tolist()
-            mask[b, row, col] = True
-            xy[b, row, col] = centre[i] * grid - cells[i]
-            wh[b, row, col] = size[i]
-            label[b, row, col] = labels[i]
+        cells, owner = cell_owners(centre, size, grid)
+        col, row = cells[owner, 0], cells[owner, 1]
+        mask[b, row, col] = True
+        xy[b, row, col] = centre[owner] * grid - cells[owner]
+        wh[b, row, col] = size[owner]
+        label[b, row, col] = t["labels"].to(device).long()[owner] - 1
     return {"mask": mask, "xy": xy, "wh": wh, "sqrt_wh": wh.sqrt(), "label": label}
 
 
@@ -249,6 +263,17 @@ class YoloV1(nn.Module):
         cls_loss = losses.sum_squared_loss(cls[obj_cell], onehot)
         return {"loss_yolo1_coord": self.lambda_coord * coord / n, "loss_yolo1_obj": obj / n,
                 "loss_yolo1_noobj": self.lambda_noobj * noobj / n, "loss_yolo1_cls": cls_loss / n}
+
+    def assigned(self, targets: Sequence[Target]) -> list[torch.Tensor]:
+        """Which ground truths training gives a responsible predictor: ``[N_b] bool`` per image (``targets``
+        as ``loss`` takes them, boxes in input px).  One per cell (``cell_owners``): the rest are never
+        learnt, whatever the training, which is v1's weakness on crowded scenes."""
+        found = []
+        for t in targets:
+            boxes = t["boxes"].float() / self.image_size
+            centre, size = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]).clamp(min=0)
+            found.append(cell_owners(centre, size, self.grid)[1])
+        return found
 
     def _cell_offsets(self, out: torch.Tensor) -> torch.Tensor:
         """``[1, S, S, 2]`` (col, row) of each cell, to turn cell-relative centres into grid units."""

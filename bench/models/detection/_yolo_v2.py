@@ -170,6 +170,22 @@ class Assignment:
         self.label = torch.zeros(b, a, s, s, dtype=torch.long, device=device)
 
 
+def gt_slots(boxes: torch.Tensor, anchors: torch.Tensor, grid: int) -> tuple[torch.Tensor, ...]:
+    """``boxes [N, 4]`` xyxy and ``anchors [A, 2]`` in grid units -> ``(anchor [N], cell [N, 2] (col, row),
+    centre [N, 2], wh [N, 2])``: the cell holding each centre and the anchor of best shape IoU."""
+    wh = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1e-6)
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    return best_anchor(wh, anchors), centre.floor().long().clamp(0, grid - 1), centre, wh
+
+
+def slot_keepers(anchor: torch.Tensor, cell: torch.Tensor, grid: int) -> torch.Tensor:
+    """``[N] bool``: which GTs keep their (anchor, cell) slot.  ``anchor [N]``, ``cell [N, 2]`` (col, row).
+    Darknet handles GTs in order, a later one overwriting an earlier one's slot: each slot keeps its last GT."""
+    slot = (anchor * grid + cell[:, 1]) * grid + cell[:, 0]
+    later_same = slot[None, :] == slot[:, None]  # [N, N]: [i, k] = GTs i and k share a slot
+    return ~torch.triu(later_same, diagonal=1).any(1)
+
+
 def assign_targets(targets: Sequence[Target], anchors: torch.Tensor, grid: int, stride: float,
                    coord_scale: float = 1.0) -> Assignment:
     """Which cell and which anchor answer for each GT, and its box targets (darknet's region layer).
@@ -184,14 +200,8 @@ def assign_targets(targets: Sequence[Target], anchors: torch.Tensor, grid: int, 
         boxes = t["boxes"].to(device=device, dtype=torch.float32) / stride  # grid units
         if not len(boxes):
             continue
-        wh = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1e-6)
-        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-        cell = centre.floor().long().clamp(0, grid - 1)
-        n = best_anchor(wh, anchors)
-        # Darknet handles GTs in order, a later one overwriting an earlier one's slot: keep each slot's last GT.
-        slot = (n * grid + cell[:, 1]) * grid + cell[:, 0]
-        last = torch.tensor([i for i in range(len(slot)) if not (slot[i + 1:] == slot[i]).any()],
-                            dtype=torch.long, device=device)
+        n, cell, centre, wh = gt_slots(boxes, anchors, grid)
+        last = slot_keepers(n, cell, grid).nonzero().squeeze(1)
         n, i, j = n[last], cell[last, 0], cell[last, 1]
         out.responsible[b, n, j, i] = True
         out.box[b, n, j, i] = torch.cat([centre[last] - cell[last].float(), torch.log(wh[last] / anchors[n])], 1)
@@ -249,6 +259,17 @@ class YoloV2(nn.Module):
     @property
     def num_anchors(self) -> int:
         return int(self.anchors.shape[0])
+
+    def assigned(self, targets: Sequence[Target]) -> list[torch.Tensor]:
+        """Which ground truths training makes an anchor responsible for (``assign_targets`` at ``image_size``,
+        after darknet's overwrites): ``[N_b] bool`` per image, ``targets`` in input px as the loss takes them."""
+        s = self.image_size // STRIDE
+        anchors = self.grid_anchors(self.image_size)
+        found = []
+        for t in targets:
+            n, cell, _, _ = gt_slots(t["boxes"].to(anchors.device, torch.float32) / STRIDE, anchors, s)
+            found.append(slot_keepers(n, cell, s))
+        return found
 
     def grid_anchors(self, size: int) -> torch.Tensor:
         """Anchors ``[A, 2]`` in grid units at input side ``size`` (anchor pixels scale with the input)."""

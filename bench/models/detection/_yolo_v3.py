@@ -64,6 +64,10 @@ BOX_LOSS_NAMES = ("mse", "bce", "giou", "ciou")
 MAX_LOG_WH = 8.0
 
 
+#: Strides of the three output maps P3, P4, P5.
+STRIDES = (8, 16, 32)
+
+
 def default_anchors(image_size: int) -> list[tuple[float, float]]:
     """yolov3.cfg's COCO anchors scaled from 416 px to ``image_size`` (used when no k-means anchors are given)."""
     s = image_size / 416
@@ -241,7 +245,8 @@ class YoloV3Detector(nn.Module):
         ``targets``: boxes ``[N, 4]`` xyxy input px, labels ``[N]`` 1..K; ``grids``: each scale's cells per side.
         Returns per scale a dict of 1-D tensors over its positives: ``b`` (image), ``a`` (anchor in scale),
         ``j``, ``i`` (cell row, column), ``txy [P, 2]`` (centre offsets in the cell, 0..1), ``twh [P, 2]``
-        (``log(w / p_w), log(h / p_h)``), ``box [P, 4]`` (the ground truth, xyxy), ``label [P]`` (0..K-1).
+        (``log(w / p_w), log(h / p_h)``), ``box [P, 4]`` (the ground truth, xyxy), ``label [P]`` (0..K-1),
+        ``n [P]`` (the ground truth's index in its image's boxes).
         A later box that lands on an occupied (scale, anchor, cell) replaces the earlier one, as in darknet.
         """
         device = self.anchors.device
@@ -262,11 +267,22 @@ class YoloV3Detector(nn.Module):
                 ij = cell.floor().clamp(0, grid - 1)
                 found = {"b": torch.full_like(a, b), "a": a, "j": ij[:, 1].long(), "i": ij[:, 0].long(),
                          "txy": (cell - ij).clamp(0, 1), "twh": torch.log(wh[sel] / self.scale_anchors(s)[a]),
-                         "box": boxes[sel], "label": t["labels"].to(device)[sel].long() - 1}
+                         "box": boxes[sel], "label": t["labels"].to(device)[sel].long() - 1, "n": sel}
                 for key, value in found.items():
                     per_scale[s].setdefault(key, []).append(value)
         return [dedupe({k: torch.cat(v) for k, v in d.items()}, grid, self.num_per_scale) if d else {}
                 for d, grid in zip(per_scale, grids, strict=True)]
+
+    def assigned(self, targets: Sequence[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
+        """Which ground truths training gives a positive (``assign``, after the overwrites): ``[N_b] bool`` per
+        image, ``targets`` in input px as ``loss`` takes them.  Two objects in one cell are both learnt unless
+        they also share the best anchor (of 3 x 3)."""
+        grids = [-(-self.image_size // stride) for stride in STRIDES]  # the maps' sides (416 -> 52, 26, 13)
+        found = [torch.zeros(len(t["boxes"]), dtype=torch.bool, device=self.anchors.device) for t in targets]
+        for pos in self.assign(targets, grids):
+            for b, n in zip(pos.get("b", []), pos.get("n", []), strict=True):
+                found[int(b)][int(n)] = True
+        return found
 
     # ---- loss ---------------------------------------------------------------------------------------------
     def loss(self, preds: list[torch.Tensor], targets: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -287,6 +287,20 @@ class YoloV5Detector(nn.Module):
             rows.append(torch.cat((idx, (t["labels"].to(device).float() - 1)[:, None], cxcywh), 1))
         return torch.cat(rows) if rows else torch.zeros(0, 6, device=device)
 
+    def assigned(self, targets: Sequence[Target]) -> list[torch.Tensor]:
+        """Which ground truths training gives at least one positive (``build_targets`` on each scale at
+        ``image_size``): ``[N_b] bool`` per image, ``targets`` in input px as the loss takes them.  v5 keeps every
+        (GT, anchor) pair that passes the shape test, in 3 cells each, and no GT overwrites another's."""
+        device = self.anchors.device
+        flat = self.flat_targets(targets, device)
+        flat[:, 1] = torch.arange(len(flat), device=device, dtype=flat.dtype)  # the class column carries the row
+        hit = torch.zeros(len(flat), dtype=torch.bool, device=device)
+        for i, stride in enumerate(STRIDES):
+            grid_t = torch.cat((flat[:, :2], flat[:, 2:] / stride), 1)
+            side = -(-self.image_size // stride)
+            hit[build_targets(grid_t, self.anchors[i] / stride, (side, side), self.anchor_t)[5]] = True
+        return list(hit.split([len(t["boxes"]) for t in targets]))
+
     def loss(self, outputs: list[torch.Tensor], targets: Sequence[Target]) -> dict[str, torch.Tensor]:
         """The v5 loss (``utils/loss.py``'s ComputeLoss), without its final ``x batch size``.
 
