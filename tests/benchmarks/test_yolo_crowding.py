@@ -93,3 +93,32 @@ def test_checkpoint_scored_end_to_end(project: Path, tmp_path: Path, capsys: pyt
     # A model that is not in the file is an error naming what is there.
     assert yc.main([str(results), "--models", "yolo_v1", "--out", str(out)]) == 2
     assert "no ok trial with a checkpoint for yolo_v1" in capsys.readouterr().err
+
+
+def test_assignment_only_needs_no_checkpoint(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """yolo_v1's target assignment on 6 crowded images: every lone object is trained, exactly one of each pair
+    (one object per cell), at most a third of the 3+ bin.  A model without ``assigned`` has no row."""
+    from bench.config.catalog import Catalog, effective_trial
+
+    cat = Catalog(project / "configs")
+    records = []
+    for name in ("yolo_v1", "hog_detector"):
+        cfg = effective_trial(cat.model(name), cat.dataset("shapes"), cat.profile("smoke"), seed=0)
+        records.append({"trial_id": cfg.trial_id, "model": name, "task": cfg.task, "dataset": "shapes",
+                        "profile": "smoke", "seed": 0, "status": "ok", "config": cfg.model_dump(mode="json"),
+                        "provenance": {"config_hash": cfg.config_hash()}, "checkpoint": None, "metrics": {}})
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(records))
+    out = tmp_path / "crowding.json"
+    # Without --assignment-only a checkpoint is required.
+    assert yc.main([str(results), "--models", "yolo_v1", "--out", str(out)]) == 2
+    assert "no ok trial with a checkpoint for yolo_v1" in capsys.readouterr().err
+    args = [str(results), "--assignment-only", "--max-images", "6", "--device", "cpu", "--project", str(project),
+            "--out", str(out)]
+    assert yc.main(args) == 0
+    v1, hog = json.loads(out.read_text())["results"]
+    assert hog["assignment"] is None and v1["crowding"] == [] and v1["checkpoint"] is None
+    bins = v1["assignment"]["per_bin"]
+    assert bins["1"]["recall"] == 1.0 and bins["2"]["recall"] == 0.5 and bins["1"]["num_gt"] > 0
+    assert bins["3+"]["num_gt"] == 0 or bins["3+"]["recall"] <= 1 / 3
+    assert "| yolo_v1@shapes#0 | 1.000" in capsys.readouterr().out

@@ -129,3 +129,22 @@ def test_registered_with_its_reduction() -> None:
     entry = METRICS.get("recall_by_objects_per_cell")
     assert entry.obj is recall_by_objects_per_cell
     assert entry.meta.task == "detection" and "micro over ground-truth objects" in entry.meta.reduction
+
+
+def test_update_found_bins_given_flags() -> None:
+    """Flags known in advance (a detector's target assignment): one lone object, a pair and a triple, one of
+    each crowded cell found, as YOLO v1's one object per cell trains."""
+    gt, *_ = crowded_image()
+    acc = CellRecallAccumulator(7)
+    found = np.zeros(len(gt), dtype=bool)
+    seen: set[tuple[int, int]] = set()
+    for i, b in enumerate(gt):
+        cell = (int((b[0] + b[2]) / 2 * 7 / 64), int((b[1] + b[3]) / 2 * 7 / 64))
+        found[i] = cell not in seen
+        seen.add(cell)
+    acc.update_found(gt, found, (64, 64))
+    res = acc.compute()
+    assert {b: (v["matched"], v["num_gt"]) for b, v in res["per_bin"].items()} == {"1": (1, 1), "2": (1, 2),
+                                                                                   "3+": (1, 3)}
+    with pytest.raises(MetricInputError, match="image #1 found flags: 2 values for 6 boxes"):
+        acc.update_found(gt, [True, False], (64, 64))
