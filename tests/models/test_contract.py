@@ -465,6 +465,10 @@ def test_overfits_fixed_batch(subject: Subject) -> None:
     kind = task.cfg.task
     target = {"detection": DETECTION_MAP50, "instance_segmentation": DETECTION_MAP50,
               "semantic_segmentation": SEGMENTATION_PIXEL_ACC}.get(kind, 1.0)
+    # Dropout masks (and any other draw) from a fixed seed, not from whatever the module's earlier tests drew:
+    # the run is the same alone and in the suite (VGG-19 fitted its batch at step 60 alone and missed 80
+    # after the other tests; at seeds 1-3, steps 50, 36, 50).
+    torch.manual_seed(0)
     opt = torch.optim.Adam(model.parameters(), lr=subject.lr, fused=True)  # one pass over VGG's 130M weights
     losses: list[float] = []
     scores: list[tuple[int, float]] = []
