@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError
 from bench.config.loader import SIZE_KEYS, ConfigError, leaves, load
 from bench.config.schema import (
     DatasetConfig,
+    LossConfig,
     ModelConfig,
     ProfileConfig,
     RegressionConfig,
@@ -366,6 +367,7 @@ def resolve_trial(
         raise ConfigError(f"{model.name} under profile {profile.name} on {dataset.name}: " + "; ".join(problems)) \
             from None
     _check_augment(train_cfg.augment, spec.task, sources.get("train.augment", "default"), model.name)
+    _check_loss(train_cfg.loss, spec.task, sources, model.name)
     config = TrialConfig(
         model=model.name, builder=model.builder, task=spec.task, dataset=dataset, profile=profile.name,
         seed=seed, device=profile.device, params=params, train=train_cfg, resources=resources,
@@ -394,6 +396,23 @@ def _check_augment(ops: tuple[str, ...], task: str, source: str, model: str) -> 
         raise ConfigError(f"{model}: train.augment = {list(ops)} from {source}: {', '.join(bad)} "
                           f"{'is' if len(bad) == 1 else 'are'} not a {task} transform; valid for {task}: "
                           f"{', '.join(valid)}")
+
+
+def _check_loss(loss: LossConfig | None, task: str, sources: dict[str, str], model: str) -> None:
+    """``train.loss`` only where the engine applies it (semantic segmentation), with a known name and its own
+    parameters (checked against ``bench.engine.segmentation_losses``, imported only when a loss is set)."""
+    if loss is None:
+        return
+    source = ", ".join(sorted({v for k, v in sources.items() if k.startswith("train.loss")})) or "default"
+    if task != "semantic_segmentation":
+        raise ConfigError(f"{model}: train.loss from {source} applies to semantic_segmentation models only; "
+                          f"{model} is a {task} model, whose loss is part of the model (see its params)")
+    from bench.engine.segmentation_losses import segmentation_loss
+
+    try:
+        segmentation_loss(loss.name, **loss.params)
+    except ValueError as err:
+        raise ConfigError(f"{model}: train.loss from {source}: {err}") from None
 
 
 def _scale_reference_lr(

@@ -83,6 +83,16 @@ class TransferConfig(Strict):
     finetune_stages: int = Field(1, ge=0, description="backbone stages trained in `finetune` mode")
 
 
+class LossConfig(Strict):
+    """The training loss of a semantic segmentation model: a name of ``bench/engine/segmentation_losses.py``
+    (ce, bce, focal, dice, jaccard, tversky, focal_tversky) and its keyword parameters, e.g. ``{name:
+    tversky, params: {alpha: 0.3, beta: 0.7}}``.  Both are checked when the trial is resolved."""
+
+    name: str = Field("ce", description="ce, bce, focal, dice, jaccard, tversky or focal_tversky")
+    params: dict[str, float | bool | list[float]] = Field(
+        default_factory=dict, description="the loss's keyword parameters (alpha, beta, gamma, smooth, ...)")
+
+
 class TrainConfig(Strict):
     """The knobs of one training run.  Profiles override these, never the architecture."""
 
@@ -113,6 +123,8 @@ class TrainConfig(Strict):
     shuffle_train_labels: bool = Field(
         False, description="permute the training labels (seeded; classification only): a planted break that "
                            "`bench compare` must flag, and a memorisation check")
+    loss: LossConfig | None = Field(None, description="semantic segmentation only: the training loss; "
+                                                      "None = cross-entropy")
 
 
 class TrainOverride(Strict):
@@ -143,6 +155,7 @@ class TrainOverride(Strict):
     transfer: TransferConfig | None = None
     bootstrap_samples: int | None = Field(None, ge=0)
     shuffle_train_labels: bool | None = None
+    loss: LossConfig | None = None
 
 
 class ReferenceRecipe(Strict):

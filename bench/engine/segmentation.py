@@ -1,22 +1,22 @@
-"""Semantic segmentation: per-pixel cross-entropy, argmax label maps into the confusion matrix."""
+"""Semantic segmentation: the configured loss (``train.loss``, default per-pixel cross-entropy), argmax label
+maps into the confusion matrix."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
 from bench.engine.base import Task
 from bench.engine.data import SegmentationDataset
+from bench.engine.segmentation_losses import IGNORE_INDEX, LossFn, segmentation_loss
 from bench.evaluators.segmentation import SegmentationEvaluator
 from bench.metrics.segmentation import background_confmats, from_confmat
 from bench.metrics.significance import BaselineTest, paired_baseline
-
-IGNORE_INDEX = 255
 
 
 class SegmentationTask(Task):
@@ -29,15 +29,21 @@ class SegmentationTask(Task):
         ops = self.cfg.train.augment if train else ()
         return SegmentationDataset(rec.images, rec.masks, self.cfg.train.image_size, ops)
 
+    @cached_property
+    def train_loss(self) -> LossFn:
+        """``fn(logits [B, K+1, H, W], target [B, H, W]) -> scalar``: ``train.loss``, else cross-entropy."""
+        spec = self.cfg.train.loss
+        return segmentation_loss(spec.name, **spec.params) if spec is not None else segmentation_loss("ce")
+
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
-        """Per-pixel cross-entropy; also counts correct non-ignored pixels (training pixel accuracy)."""
+        """The configured loss (``train_loss``); also counts correct non-ignored pixels (training pixel accuracy)."""
         x, y = batch
         y = y.to(device)
         logits = model(x.to(device, non_blocking=True))
         with torch.no_grad():
             valid = y != IGNORE_INDEX
             self.count_correct(((logits.argmax(dim=1) == y) & valid).sum(), int(valid.sum()))
-        return F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX)
+        return self.train_loss(logits, y)
 
     def predict(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         return model(batch[0].to(device, non_blocking=True)).argmax(dim=1)
