@@ -11,7 +11,9 @@ DeepLab v1 and v2 post-process their softmax output with it.  For one image, lab
 * smoothness kernel ``k_smooth = exp(-|p_i - p_j|² / 2θ_γ²)``.
 
 Mean-field starts at ``Q = P`` and repeats ``Q_i(l) ∝ exp(-ψ_u(l) - Σ_{l'} μ(l, l') m_i(l'))`` with the
-message ``m_i(l') = Σ_{j != i} [w_app k_app + w_smooth k_smooth](i, j) Q_j(l')``.
+message ``m_i(l') = Σ_{j != i} [w_app k_app + w_smooth k_smooth](i, j) Q_j(l')``.  By default each kernel is
+normalised symmetrically, ``k(i, j) / sqrt(d_i d_j)`` with ``d_i = Σ_j k(i, j)``, as the authors' code (and
+pydensecrf, which DeepLab's post-processing is) does; ``normalization: none`` is the formula above.
 
 **The message is exact** (every pair, no lattice): a dense ``[N, N]`` kernel, built in row blocks, for images
 of up to ``max_pixels`` pixels (4096 = 64 x 64 by default).  **Larger images are a documented approximation:**
@@ -25,6 +27,7 @@ of the paper is the other approximation it allows; this one is simpler and exact
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +39,8 @@ class CrfParams:
 
     Defaults: DeepLab's published settings for PASCAL VOC (``bi_w 4, bi_xy_std 121, bi_rgb_std 5, pos_w 3,
     pos_xy_std 3``, 10 iterations); ``θ_α`` is in pixels, so smaller images want it scaled down.
+    ``normalization``: ``symmetric`` (the reference code's default, densecrf 2 / pydensecrf: each kernel
+    divided by ``sqrt(d_i d_j)``, ``d`` its row sums) or ``none`` (the paper's formula as written).
     """
 
     w_app: float = 4.0
@@ -45,6 +50,11 @@ class CrfParams:
     theta_gamma: float = 3.0
     iterations: int = 10
     max_pixels: int = 4096
+    normalization: Literal["symmetric", "none"] = "symmetric"
+
+    def __post_init__(self) -> None:
+        if self.normalization not in ("symmetric", "none"):
+            raise ValueError(f"dense CRF normalization {self.normalization!r}: choose symmetric or none")
 
 
 def _features(image: torch.Tensor, stride: int, params: CrfParams) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,16 +69,19 @@ def _features(image: torch.Tensor, stride: int, params: CrfParams) -> tuple[torc
     return pos / params.theta_gamma, torch.cat([pos / params.theta_alpha, rgb / params.theta_beta], 1)
 
 
-def _gaussian_matvec(feats: torch.Tensor, q: torch.Tensor, block: int = 1024) -> torch.Tensor:
-    """``Σ_{j != i} exp(-|f_i - f_j|² / 2) q_j`` for every i: ``feats [N, D]``, ``q [N, C]`` -> ``[N, C]``."""
-    out = torch.empty_like(q)
-    for start in range(0, len(feats), block):
-        rows = feats[start:start + block]
-        k = torch.exp(-0.5 * torch.cdist(rows, feats).square())  # [b, N]
-        idx = torch.arange(len(rows), device=feats.device)
-        k[idx, start + idx] = 0.0  # no message from a pixel to itself
-        out[start:start + block] = k @ q
-    return out
+def _kernel(feats: torch.Tensor, normalization: str, block: int = 1024) -> torch.Tensor:
+    """The ``[N, N]`` message matrix of one kernel ``exp(-|f_i - f_j|² / 2)`` over ``feats [N, D]``: no pixel
+    messages itself (zero diagonal); ``symmetric`` scales entry (i, j) by ``1 / sqrt(d_i d_j)``, with ``d_i``
+    the kernel's row sum including the pixel itself."""
+    n = len(feats)
+    k = torch.empty(n, n, device=feats.device)
+    for start in range(0, n, block):  # row blocks: cdist of every pair at once would hold [N, N, D]
+        k[start:start + block] = torch.exp(-0.5 * torch.cdist(feats[start:start + block], feats).square())
+    if normalization == "symmetric":
+        s = k.sum(1).rsqrt()
+        k = s[:, None] * k * s[None, :]
+    k.fill_diagonal_(0.0)
+    return k
 
 
 def dense_crf(probs: torch.Tensor, image: torch.Tensor, params: CrfParams | None = None) -> torch.Tensor:
@@ -85,11 +98,12 @@ def dense_crf(probs: torch.Tensor, image: torch.Tensor, params: CrfParams | None
         stride += 1
     small_img = F.avg_pool2d(image[None].float(), stride, ceil_mode=True)[0] if stride > 1 else image.float()
     smooth_f, app_f = _features(small_img, stride, p)
+    # The kernels depend on the image only: built once, each iteration is one matrix product.
+    kernel = p.w_app * _kernel(app_f, p.normalization) + p.w_smooth * _kernel(smooth_f, p.normalization)
     q = F.softmax(-unary, 0)
     for _ in range(p.iterations):
         q_small = F.avg_pool2d(q[None], stride, ceil_mode=True)[0] if stride > 1 else q
-        flat = q_small.reshape(c, -1).T  # [n, C]
-        msg = (p.w_app * _gaussian_matvec(app_f, flat) + p.w_smooth * _gaussian_matvec(smooth_f, flat))
+        msg = kernel @ q_small.reshape(c, -1).T  # [n, C]
         msg = msg.T.reshape(c, *q_small.shape[1:]) * stride**2  # each pooled pixel stands for stride² pixels
         if stride > 1:
             msg = F.interpolate(msg[None], size=(h, w), mode="bilinear", align_corners=False)[0]
