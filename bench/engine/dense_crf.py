@@ -111,3 +111,18 @@ def dense_crf(probs: torch.Tensor, image: torch.Tensor, params: CrfParams | None
         pairwise = msg.sum(0, keepdim=True) - msg
         q = F.softmax(-unary - pairwise, 0)
     return q
+
+
+class CrfPostprocessor:
+    """A segmentation model's ``postprocess``: softmax, the dense CRF per image, argmax.
+
+    ``__call__(logits [B, C, H, W], images [B, 3, H, W] RGB in [0, 1]) -> labels [B, H, W]``; a builder sets it as
+    ``model.postprocess`` (DeepLab v1 / v2, ``crf: true``) and ``SegmentationTask.predict`` applies it.
+    """
+
+    def __init__(self, params: CrfParams | None = None) -> None:
+        self.params = params or CrfParams()
+
+    def __call__(self, logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        probs = F.softmax(logits.float(), 1)
+        return torch.stack([dense_crf(p, im, self.params).argmax(0) for p, im in zip(probs, images, strict=True)])

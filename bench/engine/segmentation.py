@@ -12,11 +12,19 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from bench.engine.base import Task
-from bench.engine.data import SegmentationDataset
+from bench.engine.data import MEAN, STD, SegmentationDataset
 from bench.engine.segmentation_losses import IGNORE_INDEX, LossFn, segmentation_loss
 from bench.evaluators.segmentation import SegmentationEvaluator
 from bench.metrics.segmentation import background_confmats, from_confmat
 from bench.metrics.significance import BaselineTest, paired_baseline
+
+
+def split_outputs(out: torch.Tensor | dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``(main logits [B, C, H, W], auxiliary logits by name)`` of a model's output: a tensor, or torchvision's
+    ``{"out": ..., "aux": ...}`` (any key other than ``out`` is auxiliary)."""
+    if isinstance(out, dict):
+        return out["out"], {k: v for k, v in out.items() if k != "out"}
+    return out, {}
 
 
 class SegmentationTask(Task):
@@ -36,17 +44,33 @@ class SegmentationTask(Task):
         return segmentation_loss(spec.name, **spec.params) if spec is not None else segmentation_loss("ce")
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
-        """The configured loss (``train_loss``); also counts correct non-ignored pixels (training pixel accuracy)."""
+        """The configured loss (``train_loss``) on the main output, plus ``model.aux_weight`` x the same loss on
+        each auxiliary output (PSPNet, DeepLab v3); also counts correct non-ignored pixels of the main output
+        (training pixel accuracy)."""
         x, y = batch
         y = y.to(device)
-        logits = model(x.to(device, non_blocking=True))
+        logits, aux = split_outputs(model(x.to(device, non_blocking=True)))
         with torch.no_grad():
             valid = y != IGNORE_INDEX
             self.count_correct(((logits.argmax(dim=1) == y) & valid).sum(), int(valid.sum()))
-        return self.train_loss(logits, y)
+        loss = self.train_loss(logits, y)
+        if aux:
+            weight = getattr(model, "aux_weight", None)
+            if weight is None:
+                raise ValueError(f"{self.cfg.model} returns auxiliary outputs {sorted(aux)} in training but sets no "
+                                 "aux_weight (the paper's weight of their loss)")
+            loss = loss + weight * sum(self.train_loss(a, y) for a in aux.values())
+        return loss
 
     def predict(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
-        return model(batch[0].to(device, non_blocking=True)).argmax(dim=1)
+        """``[B, H, W]`` labels: the argmax of the main output, or ``model.postprocess(logits, images)`` where
+        the model has one (DeepLab's dense CRF), given the images as RGB in [0, 1]."""
+        x = batch[0].to(device, non_blocking=True)
+        logits, _ = split_outputs(model(x))
+        post = getattr(model, "postprocess", None)
+        if post is None:
+            return logits.argmax(dim=1)
+        return post(logits, x * STD + MEAN)
 
     def evaluator(self, split: str, subset: Sequence[int] | None = None) -> SegmentationEvaluator:
         return SegmentationEvaluator(
