@@ -114,17 +114,41 @@ class ClassificationDataset(Dataset):
 
 
 class SegmentationDataset(Dataset):
-    """``(image [3, S, S] normalised, labels [S, S])``; ``augment`` ops applied jointly when training."""
+    """``(image [3, S, S] normalised, labels [S, S])``; ``augment`` ops applied jointly when training.
 
-    def __init__(self, images: Sequence[Path], masks: Sequence[Path], size: int, ops: Sequence[str]) -> None:
+    With ``num_classes`` (background included) every label map is checked: values ``0 .. num_classes - 1``
+    or ``IGNORE_LABEL`` (255), else an error names the file, the values and the fix.
+    """
+
+    def __init__(self, images: Sequence[Path], masks: Sequence[Path], size: int, ops: Sequence[str],
+                 num_classes: int | None = None) -> None:
         self.images, self.masks, self.size, self.ops = list(images), list(masks), size, tuple(ops)
+        self.num_classes = num_classes
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = augment(load_rgb(self.images[i], self.size), load_labels(self.masks[i], self.size), self.ops)
+        labels = load_labels(self.masks[i], self.size)
+        if self.num_classes is not None:
+            check_labels(labels, self.num_classes, self.masks[i])
+        x, y = augment(load_rgb(self.images[i], self.size), labels, self.ops)
         return (x - MEAN) / STD, y  # type: ignore[return-value]
+
+
+IGNORE_LABEL = 255  # a label-map value that no loss or metric scores
+
+
+def check_labels(labels: torch.Tensor, num_classes: int, path: Path) -> None:
+    """Raise naming ``path`` when ``labels`` holds a value that is neither a class (0 = background ..
+    ``num_classes - 1``) nor ``IGNORE_LABEL``."""
+    bad = labels[(labels >= num_classes) & (labels != IGNORE_LABEL) | (labels < 0)]
+    if bad.numel():
+        values = sorted({int(v) for v in bad.unique()[:10]})
+        raise ValueError(
+            f"{path}: label values {values} are not classes: the dataset's `classes` list {num_classes - 1} "
+            f"names, so a label map holds 0 (background) to {num_classes - 1}, or {IGNORE_LABEL} for pixels "
+            "to ignore; add the missing class names to the dataset YAML or remap those values")
 
 
 class DetectionDataset(Dataset):

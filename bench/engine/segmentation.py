@@ -35,7 +35,7 @@ class SegmentationTask(Task):
     def dataset(self, split: str, train: bool) -> Dataset:
         rec = self.records(split)
         ops = self.cfg.train.augment if train else ()
-        return SegmentationDataset(rec.images, rec.masks, self.cfg.train.image_size, ops)
+        return SegmentationDataset(rec.images, rec.masks, self.cfg.train.image_size, ops, self.num_classes)
 
     @cached_property
     def train_loss(self) -> LossFn:

@@ -30,7 +30,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = 255
+from bench.engine.data import IGNORE_LABEL
+
+IGNORE_INDEX = IGNORE_LABEL  # 255: pixels no loss scores
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
