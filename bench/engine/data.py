@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 # Random-init models: a fixed, dataset-agnostic scaling of [0, 1] pixels to roughly unit range.
 MEAN, STD = 0.5, 0.25
+IGNORE_INDEX = 255  # a label-map value that no loss or metric scores
 
 
 def load_rgb(path: Path, size: int | None = None) -> torch.Tensor:
@@ -117,7 +118,7 @@ class SegmentationDataset(Dataset):
     """``(image [3, S, S] normalised, labels [S, S])``; ``augment`` ops applied jointly when training.
 
     With ``num_classes`` (background included) every label map is checked: values ``0 .. num_classes - 1``
-    or ``IGNORE_LABEL`` (255), else an error names the file, the values and the fix.
+    or ``IGNORE_INDEX`` (255), else an error names the file, the values and the fix.
     """
 
     def __init__(self, images: Sequence[Path], masks: Sequence[Path], size: int, ops: Sequence[str],
@@ -136,18 +137,16 @@ class SegmentationDataset(Dataset):
         return (x - MEAN) / STD, y  # type: ignore[return-value]
 
 
-IGNORE_LABEL = 255  # a label-map value that no loss or metric scores
-
 
 def check_labels(labels: torch.Tensor, num_classes: int, path: Path) -> None:
     """Raise naming ``path`` when ``labels`` holds a value that is neither a class (0 = background ..
-    ``num_classes - 1``) nor ``IGNORE_LABEL``."""
-    bad = labels[(labels >= num_classes) & (labels != IGNORE_LABEL) | (labels < 0)]
+    ``num_classes - 1``) nor ``IGNORE_INDEX``."""
+    bad = labels[((labels >= num_classes) & (labels != IGNORE_INDEX)) | (labels < 0)]
     if bad.numel():
         values = sorted({int(v) for v in bad.unique()[:10]})
         raise ValueError(
             f"{path}: label values {values} are not classes: the dataset's `classes` list {num_classes - 1} "
-            f"names, so a label map holds 0 (background) to {num_classes - 1}, or {IGNORE_LABEL} for pixels "
+            f"names, so a label map holds 0 (background) to {num_classes - 1}, or {IGNORE_INDEX} for pixels "
             "to ignore; add the missing class names to the dataset YAML or remap those values")
 
 

@@ -30,9 +30,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from bench.engine.data import IGNORE_LABEL
+from bench.engine.data import IGNORE_INDEX
 
-IGNORE_INDEX = IGNORE_LABEL  # 255: pixels no loss scores
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
