@@ -53,7 +53,10 @@ Targets:
 
 * classification: 100% accuracy; verification: 100% nearest-class-mean accuracy (class means of
   the batch's own embeddings: the classifier the verification task puts on the classification
-  leaderboard); segmentation: pixel accuracy >= 0.95; detection: total loss down >= 60% from the
+  leaderboard); segmentation: pixel accuracy >= 0.95, or for a model with a coarse ``output_stride`` (FCN-32s
+  and -16s at 64 px) 0.02 below what an ideal map at that stride, bilinearly upsampled, represents on the batch
+  (``representable_accuracy``: 0.851 at stride 32 = the all-background share, 0.883 at 16, 0.964 at 8 on the
+  smoke batch) *and* the loss down >= 60%: a stride-32 map 2 cells wide cannot draw a 10-42 px shape; detection: total loss down >= 60% from the
   first step *and* the batch's own mAP_50 >= 0.5 (``DetectionEvaluator`` on the batch's GT); instance
   segmentation: the same, and the mask mAP_50 >= 0.5 too (``InstanceSegmentationEvaluator``: segm).
 * Classification, verification and segmentation are judged by the *training* accuracy on the batch:
@@ -87,7 +90,7 @@ from bench.config.catalog import Catalog, effective_trial
 from bench.engine.classification import classification_loss
 from bench.engine.detection import to_coco_results
 from bench.engine.instance_segmentation import to_coco_segm_results
-from bench.engine.segmentation import IGNORE_INDEX
+from bench.engine.segmentation import IGNORE_INDEX, split_outputs
 from bench.engine.trainer import precise_bn
 from bench.evaluators.detection import DetectionEvaluator
 from bench.evaluators.instance_segmentation import InstanceSegmentationEvaluator, mask_records
@@ -118,6 +121,7 @@ MAX_STEPS = {"classification": 80, "verification": 30, "semantic_segmentation": 
              "instance_segmentation": 100}
 DETECTION_LOSS_DROP, DETECTION_MAP50, DETECTION_EVAL_EVERY = 0.6, 0.5, 5
 SEGMENTATION_PIXEL_ACC = 0.95
+REPRESENTABLE_MARGIN, COARSE_LOSS_DROP = 0.02, 0.6
 
 
 def batch_indices(task: Any, n: int) -> list[int]:
@@ -348,10 +352,24 @@ def finite(*tensors: torch.Tensor) -> bool:
 
 
 def split_heads(outputs: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """``(main logits, auxiliary logits)`` of a classifier's train-mode output."""
+    """``(main logits, auxiliary logits)`` of a classifier's train-mode output (a tuple), or of a segmentation
+    model's (``{"out": ..., "aux": ...}``: ``split_outputs``)."""
+    if isinstance(outputs, dict):
+        main, aux = split_outputs(outputs)
+        return main, list(aux.values())
     if isinstance(outputs, tuple):
         return outputs[0], [a for a in outputs[1:] if a is not None]
     return outputs, []
+
+
+def segmentation_ce(model: torch.nn.Module, outputs: Any, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on the main logits plus ``model.aux_weight`` x that on each auxiliary output (PSPNet,
+    DeepLab v3 with aux: ``SegmentationTask.loss`` with the default loss)."""
+    main, aux = split_heads(outputs)
+    loss = F.cross_entropy(main, y, ignore_index=IGNORE_INDEX)
+    for a in aux:
+        loss = loss + float(model.aux_weight) * F.cross_entropy(a, y, ignore_index=IGNORE_INDEX)
+    return loss
 
 
 def siamese_init_range(model: torch.nn.Module) -> tuple[float, float]:
@@ -391,15 +409,17 @@ def test_initial_loss_near_chance(subject: Subject) -> None:
             assert finite(emb) and (1 - INIT_TOL / 2) * lower <= loss <= upper, (loss, lower, upper)
             return
         if kind == "semantic_segmentation":
-            main, aux = out, []
-            loss = F.cross_entropy(out, y, ignore_index=IGNORE_INDEX).item()
-            chance = F.cross_entropy(torch.zeros_like(out), y, ignore_index=IGNORE_INDEX).item()
+            main, aux = split_heads(out)
+            loss = segmentation_ce(model, out, y).item()
+            chance = F.cross_entropy(torch.zeros_like(main), y, ignore_index=IGNORE_INDEX).item()
+            weight = float(getattr(model, "aux_weight", 0.0))
         else:
             main, aux = split_heads(out)
             loss = classification_loss(model, out, y).item()
             criterion = getattr(model, "training_loss", None) or F.cross_entropy
             chance = criterion(torch.zeros_like(main), y).item()
-        expect = chance * (1 + float(getattr(model, "aux_loss_weight", 0.0)) * len(aux))
+            weight = float(getattr(model, "aux_loss_weight", 0.0))
+        expect = chance * (1 + weight * len(aux))
         print(f"init {loss:.4f} expect {expect:.4f} ({len(aux)} aux)")
         assert finite(main, *aux), "non-finite logits at initialisation"
         assert abs(loss - expect) <= INIT_TOL * expect, f"initial loss {loss:.4f}, expected {expect:.4f} +- 50%"
@@ -414,13 +434,37 @@ def train_target_met(task: Any, model: torch.nn.Module, batch: Any, outputs: Any
         return ncm_accuracy(outputs.detach(), y, task.num_classes) == 1.0
     main = split_heads(outputs)[0].detach()
     if kind == "semantic_segmentation":
-        return pixel_accuracy(main, y) >= SEGMENTATION_PIXEL_ACC
+        target, coarse = segmentation_target(model, y)
+        dropped = losses[-1] <= (1 - COARSE_LOSS_DROP) * losses[0]
+        return pixel_accuracy(main, y) >= target and (not coarse or dropped)
     return bool((main.argmax(1) == y).all())
 
 
 def ncm_accuracy(emb: torch.Tensor, y: torch.Tensor, k: int) -> float:
     e, labels = emb.float().numpy(), y.numpy()
     return float((ncm_scores(e, class_means(e, labels, k)).argmax(1) == labels).mean())
+
+
+def representable_accuracy(y: torch.Tensor, num_classes: int, stride: int) -> float:
+    """Pixel accuracy of an ideal score map at output stride ``stride``: the labels ``y [B, H, W]`` one-hot,
+    averaged over ``stride``-pixel cells and upsampled bilinearly to ``[H, W]`` (what a model whose last step is
+    bilinear upsampling of a stride-``stride`` map can draw), argmax against ``y``."""
+    keep = y != IGNORE_INDEX
+    onehot = F.one_hot(torch.where(keep, y, 0), num_classes).permute(0, 3, 1, 2).float() * keep[:, None]
+    cells = F.avg_pool2d(onehot, stride, ceil_mode=True)
+    drawn = F.interpolate(cells, size=y.shape[-2:], mode="bilinear", align_corners=False).argmax(1)
+    return float((drawn == y)[keep].float().mean())
+
+
+def segmentation_target(model: torch.nn.Module, y: torch.Tensor) -> tuple[float, bool]:
+    """``(pixel-accuracy target, coarse)`` for overfitting the batch ``y``: ``SEGMENTATION_PIXEL_ACC``, or, for a
+    model whose ``output_stride`` cannot draw the batch's shapes that well, ``REPRESENTABLE_MARGIN`` below what
+    that stride can represent (``coarse``: then the loss must also fall by ``COARSE_LOSS_DROP``)."""
+    stride = getattr(model, "output_stride", None)
+    if not stride or stride == 1:
+        return SEGMENTATION_PIXEL_ACC, False
+    bound = representable_accuracy(y, int(y[y != IGNORE_INDEX].max()) + 1, int(stride)) - REPRESENTABLE_MARGIN
+    return (SEGMENTATION_PIXEL_ACC, False) if bound >= SEGMENTATION_PIXEL_ACC else (bound, True)
 
 
 def pixel_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
@@ -464,7 +508,7 @@ def test_overfits_fixed_batch(subject: Subject) -> None:
     task, model, batch = subject.task, subject.model, subject.batch
     kind = task.cfg.task
     target = {"detection": DETECTION_MAP50, "instance_segmentation": DETECTION_MAP50,
-              "semantic_segmentation": SEGMENTATION_PIXEL_ACC}.get(kind, 1.0)
+              "semantic_segmentation": segmentation_target(model, batch[1])[0]}.get(kind, 1.0)
     # Dropout masks (and any other draw) from a fixed seed, not from whatever the module's earlier tests drew:
     # the run is the same alone and in the suite (VGG-19 fitted its batch at step 60 alone and missed 80
     # after the other tests; at seeds 1-3, steps 50, 36, 50).
@@ -481,7 +525,7 @@ def test_overfits_fixed_batch(subject: Subject) -> None:
         elif kind == "verification":
             loss = model.siamese_loss(outputs.float(), y)
         elif kind == "semantic_segmentation":
-            loss = F.cross_entropy(outputs, y, ignore_index=IGNORE_INDEX)
+            loss = segmentation_ce(model, outputs, y)
         else:
             loss = classification_loss(model, outputs, y)
         assert torch.isfinite(loss), f"non-finite loss at step {step}: {losses}"
@@ -493,7 +537,7 @@ def test_overfits_fixed_batch(subject: Subject) -> None:
             # the training accuracy of this step's forward, as a training-set fit is defined.
             score = eval_score(task, model, batch) if kind in DETECTION_TASKS else target
             if kind not in DETECTION_TASKS:
-                assert finite(split_heads(outputs)[0] if kind == "classification" else outputs), "non-finite outputs"
+                assert finite(split_heads(outputs)[0] if kind != "verification" else outputs), "non-finite outputs"
             scores.append((step, score))
             if scores[-1][1] >= target:
                 break
