@@ -250,6 +250,10 @@ class DatasetView(Strict):
         None, ge=1, description="native image side, px (what `image_scale` multiplies); read from the first "
         "training image when not given"
     )
+    tile: int | None = Field(
+        None, ge=16, description="masks: for images larger than this at the input size (px), train on random tile x "
+        "tile crops and predict by overlapping sliding windows (a quarter tile of overlap, logits averaged)"
+    )
     annotations: str | None = Field(
         None, description="coco: a split's JSON relative to `path`, `{split}` = its name [annotations/{split}.json]"
     )
@@ -262,6 +266,8 @@ class DatasetView(Strict):
         given = [k for k in ("annotations", "images") if getattr(self, k) is not None]
         if given and self.format != "coco":
             raise ValueError(f"{', '.join(given)} only apply to format coco (a {self.format} view has a fixed layout)")
+        if self.tile is not None and self.format != "masks":
+            raise ValueError(f"tile applies to format masks (semantic segmentation), not to a {self.format} view")
         return self
 
     def adapter_options(self) -> dict[str, str]:

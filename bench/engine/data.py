@@ -122,9 +122,10 @@ class SegmentationDataset(Dataset):
     """
 
     def __init__(self, images: Sequence[Path], masks: Sequence[Path], size: int, ops: Sequence[str],
-                 num_classes: int | None = None) -> None:
+                 num_classes: int | None = None, tile: int | None = None) -> None:
         self.images, self.masks, self.size, self.ops = list(images), list(masks), size, tuple(ops)
         self.num_classes = num_classes
+        self.tile = tile  # training on large images: a random tile x tile crop of each (after the ops)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -134,7 +135,21 @@ class SegmentationDataset(Dataset):
         if self.num_classes is not None:
             check_labels(labels, self.num_classes, self.masks[i])
         x, y = augment(load_rgb(self.images[i], self.size), labels, self.ops)
+        if self.tile is not None and self.tile < self.size:
+            top, left = (int(v) for v in torch.randint(0, self.size - self.tile + 1, (2,)))
+            x = x[:, top:top + self.tile, left:left + self.tile]
+            y = y[top:top + self.tile, left:left + self.tile]  # type: ignore[index]
         return (x - MEAN) / STD, y  # type: ignore[return-value]
+
+
+def window_starts(size: int, tile: int) -> list[int]:
+    """Offsets of sliding windows of ``tile`` px covering ``size`` px with at least a quarter tile of overlap
+    (the last window flush with the far edge)."""
+    if tile >= size:
+        return [0]
+    step = max(1, tile - tile // 4)
+    starts = list(range(0, size - tile + 1, step))
+    return starts if starts[-1] == size - tile else [*starts, size - tile]
 
 
 

@@ -12,11 +12,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from bench.engine.base import Task
-from bench.engine.data import MEAN, STD, SegmentationDataset
+from bench.engine.data import MEAN, STD, SegmentationDataset, window_starts
 from bench.engine.segmentation_losses import IGNORE_INDEX, LossFn, segmentation_loss
 from bench.evaluators.segmentation import SegmentationEvaluator
 from bench.metrics.segmentation import background_confmats, from_confmat
 from bench.metrics.significance import BaselineTest, paired_baseline
+from bench.models import build_model
 
 
 def split_outputs(out: torch.Tensor | dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -32,10 +33,22 @@ class SegmentationTask(Task):
     def num_classes(self) -> int:
         return len(self.classes) + 1  # class 0 is background
 
+    @property
+    def tile(self) -> int | None:
+        """The training crop and sliding-window side (px) where the view tiles images larger than it, else None."""
+        tile = self.cfg.dataset.views[self.cfg.task].tile  # type: ignore[index]
+        return tile if tile is not None and tile < self.cfg.train.image_size else None
+
     def dataset(self, split: str, train: bool) -> Dataset:
         rec = self.records(split)
         ops = self.cfg.train.augment if train else ()
-        return SegmentationDataset(rec.images, rec.masks, self.cfg.train.image_size, ops, self.num_classes)
+        return SegmentationDataset(rec.images, rec.masks, self.cfg.train.image_size, ops, self.num_classes,
+                                   tile=self.tile if train else None)
+
+    def build_model(self) -> nn.Module:
+        """The model at the size it sees: the tile when the view tiles large images, else the input size."""
+        return build_model(self.cfg.builder, self.num_classes, self.tile or self.cfg.train.image_size,
+                           self.cfg.params)
 
     @cached_property
     def train_loss(self) -> LossFn:
@@ -66,11 +79,28 @@ class SegmentationTask(Task):
         """``[B, H, W]`` labels: the argmax of the main output, or ``model.postprocess(logits, images)`` where
         the model has one (DeepLab's dense CRF), given the images as RGB in [0, 1]."""
         x = batch[0].to(device, non_blocking=True)
-        logits, _ = split_outputs(model(x))
+        logits = self.logits(model, x)
         post = getattr(model, "postprocess", None)
         if post is None:
             return logits.argmax(dim=1)
         return post(logits, x * STD + MEAN)
+
+    def logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``[B, K+1, H, W]`` main logits of ``x [B, 3, H, W]``: one forward, or with tiling the mean over the
+        overlapping ``tile`` windows that cover each pixel."""
+        tile = self.tile
+        if tile is None:
+            return split_outputs(model(x))[0]
+        h, w = x.shape[-2:]
+        total, hits = None, x.new_zeros(1, 1, h, w)
+        for top in window_starts(h, tile):
+            for left in window_starts(w, tile):
+                out = split_outputs(model(x[..., top:top + tile, left:left + tile]))[0]
+                if total is None:
+                    total = x.new_zeros(x.shape[0], out.shape[1], h, w)
+                total[..., top:top + tile, left:left + tile] += out
+                hits[..., top:top + tile, left:left + tile] += 1
+        return total / hits  # type: ignore[operator]
 
     def evaluator(self, split: str, subset: Sequence[int] | None = None) -> SegmentationEvaluator:
         return SegmentationEvaluator(

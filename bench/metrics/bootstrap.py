@@ -123,17 +123,21 @@ def classification_batch(s: Samples, w: np.ndarray) -> Batch:
 
 
 def segmentation_batch(s: Samples, w: np.ndarray) -> Batch:
-    """``jaccard, dice, jaccard_fg, dice_fg, pixel_accuracy [B]`` (dataset reduction) under ``w: [B, N]``."""
+    """``jaccard, dice, jaccard_fg, dice_fg, sensitivity_fg, specificity_fg, pixel_accuracy [B]`` (dataset
+    reduction) under ``w: [B, N]``."""
     cm = s["confmat"]
     k = cm.shape[-1]
     total = (w @ cm.reshape(len(cm), k * k).astype(np.float64)).reshape(len(w), k, k)  # exact: integer sums
     per_class = class_metrics(total)  # [B, 6, K]
     jac, dice = per_class[:, CLASS_METRICS.index("jaccard")], per_class[:, CLASS_METRICS.index("dice")]
+    sens, spec = per_class[:, CLASS_METRICS.index("sensitivity")], per_class[:, CLASS_METRICS.index("specificity")]
     return {
         "jaccard": _row_nanmean(jac),
         "dice": _row_nanmean(dice),
         "jaccard_fg": _row_nanmean(jac[:, 1:]),
         "dice_fg": _row_nanmean(dice[:, 1:]),
+        "sensitivity_fg": _row_nanmean(sens[:, 1:]),
+        "specificity_fg": _row_nanmean(spec[:, 1:]),
         "pixel_accuracy": _ratio(np.trace(total, axis1=1, axis2=2), total.sum(axis=(1, 2))),
     }
 
