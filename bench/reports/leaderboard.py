@@ -22,13 +22,14 @@ metric is computed beyond aggregating the recorded ones over a model's seeds:
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from bench.metrics.significance import ALPHA
 from bench.results.record import TrialResult
@@ -287,20 +288,68 @@ def sort_rows(rows: Iterable[Row], primary: str, higher_is_better: bool) -> list
     return sorted(rows, key=key)
 
 
+#: Config keys that differ between the seeds of one experiment, or do not change what is measured.
+NOT_VARIANT = ("seed", "resources", "device")
+
+
+def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"train.loss.name": "'dice'", ...}``: a record's config flattened to dotted keys, values as JSON text."""
+    out: dict[str, str] = {}
+    for k, v in config.items():
+        if not prefix and k in NOT_VARIANT:
+            continue
+        if isinstance(v, dict) and v:
+            out.update(flat_config(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True, default=str)
+    return out
+
+
+def variant_key(config: dict[str, Any]) -> str:
+    """What makes two records of one model the same experiment: the config without seed and resources.  Records
+    of one model with different keys (``--set train.loss.name=dice`` beside the default) are separate rows, never
+    pooled as seeds."""
+    return json.dumps(flat_config(config), sort_keys=True)
+
+
+def variant_labels(keys: Sequence[tuple[str, str, str, str, str]]) -> dict[tuple[str, str, str, str, str], str]:
+    """Row names: the model's name, or where one (task, dataset, profile, model) has several configs, the name
+    with the settings that set each apart (``unet [train.loss.name="dice"]``, at most three shown)."""
+    by_model: dict[tuple[str, ...], list[tuple[str, str, str, str, str]]] = {}
+    for k in keys:
+        by_model.setdefault(k[:4], []).append(k)
+    labels = {}
+    for (*_, model), variants in by_model.items():
+        if len(variants) == 1:
+            labels[variants[0]] = model
+            continue
+        flats = [json.loads(v[4]) for v in variants]
+        differing = sorted({k for f in flats for k in f if len({g.get(k) for g in flats}) > 1})
+        for v, f in zip(variants, flats, strict=True):
+            shown = [f"{k}={f.get(k, 'unset')}" for k in differing[:3]]
+            more = f", +{len(differing) - 3}" if len(differing) > 3 else ""
+            labels[v] = f"{model} [{', '.join(shown)}{more}]"
+    return labels
+
+
 def build_tables(entries: Sequence[ReportEntry]) -> list[Table]:
     """One table per (task, dataset, profile), one row per model (its seeds aggregated), sorted by the primary metric.
 
     A model whose task also ranks on another (``TaskSpec.also_ranks_on``) appears in that task's table
     too, which then gains a column for the joining task's primary metric.
     """
-    groups: dict[tuple[str, str, str, str], list[ReportEntry]] = {}
+    groups: dict[tuple[str, str, str, str, str], list[ReportEntry]] = {}
     for e in entries:
         r = e.record
-        groups.setdefault((r.task, r.dataset, r.profile, r.model), []).append(e)
+        groups.setdefault((r.task, r.dataset, r.profile, r.model, variant_key(r.config)), []).append(e)
+    labels = variant_labels(list(groups))
     boards: dict[tuple[str, str, str], list[Row]] = {}
     extra: dict[str, list[str]] = {}  # task -> columns added by models of other tasks ranked on it
-    for (task, dataset, profile, _), group in groups.items():
+    for gkey, group in groups.items():
+        task, dataset, profile = gkey[:3]
         row = build_row(group)
+        if labels[gkey] != row.model:
+            row = replace(row, model=labels[gkey])
         boards.setdefault((task, dataset, profile), []).append(row)
         spec = _spec(task)
         for other in spec.also_ranks_on if spec else ():

@@ -66,6 +66,21 @@ def test_seeds_give_their_mean_and_the_t_interval_of_the_mean() -> None:
     assert "t-interval" in to_markdown([], META)  # the legend says what ± is
 
 
+def test_config_variants_of_one_model_are_separate_rows_not_seeds() -> None:
+    """Two losses on unet (``--set train.loss.name=dice``) are two experiments: two rows named by what differs;
+    seeds of one config (seed, resources apart) stay one row."""
+    def seg(seed: int, loss: str, jac: float, cpus: float = 1.0) -> object:
+        config = {"model": "unet", "seed": seed, "resources": {"num_cpus": cpus},
+                  "train": {"lr": 0.003, "loss": {"name": loss, "params": {}}}}
+        return record("unet", "semantic_segmentation", {"jaccard": jac}, seed=seed, config=config)
+
+    recs = [seg(0, "ce", 0.70), seg(1, "ce", 0.72, cpus=2.0), seg(0, "dice", 0.60)]
+    rows = {r.model: r for r in build_tables(entries(*recs))[0].rows}
+    assert set(rows) == {'unet [train.loss.name="ce"]', 'unet [train.loss.name="dice"]'}
+    assert rows['unet [train.loss.name="ce"]'].seeds == 2 and rows['unet [train.loss.name="dice"]'].seeds == 1
+    assert build_tables(entries(*recs[:2]))[0].rows[0].model == "unet"  # one config: the plain name
+
+
 def test_one_seed_shows_its_bootstrap_interval_or_none() -> None:
     with_ci = record("a", metrics={"top1": 0.9, "top5": 0.99}, ci={"top1": Interval(low=0.85, high=0.95)})
     stat = build_row(entries(with_ci)).metrics
