@@ -7,9 +7,9 @@ Sec. 3 and Tables 1-2 of the paper, and its released Lasagne code (SimJeg/FC-Den
   layers' maps and adds k (growth rate) maps through BN-ReLU-3x3 conv-dropout (p = 0.2, Table 1);
 * **transition down** (Table 1): BN-ReLU-1x1 conv (as many maps as its input) - dropout - 2x2 max pool;
   in the encoder the block's output (input + n k new maps) is both the skip and the transition's input;
-* bottleneck dense block; from here on a dense block passes on **only its n k new maps** (Sec. 3.2: "the
-  input of a dense block is not concatenated with its output" in the upsampling path), so the feature
-  count does not explode;
+* bottleneck dense block; from here on a dense block passes on **only its n k new maps** (Sec. 3.2: in the
+  upsampling path a dense block's input is not concatenated to its output), so the feature count does not
+  explode;
 * **transition up**: a 3x3 transposed conv, stride 2, on only the previous block's new maps (as many
   filters as those maps), concatenated with the encoder's skip of that resolution, then a dense block;
 * the **last** dense block's output is its input and its new maps (the released code's ``stack``), and a
@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# Jégou et al. 2017 Sec. 4 / Table 2: layers per dense block (5 down, bottleneck, 5 up) and growth rate.
+# Jégou et al. 2017 Sec. 4 (56, 67) and Table 2 (103): layers per dense block (5 down, bottleneck, 5 up), growth k.
 VARIANTS: dict[int, tuple[tuple[int, ...], int]] = {
     56: ((4,) * 11, 12),
     67: ((5,) * 11, 16),

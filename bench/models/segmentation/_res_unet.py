@@ -1,6 +1,6 @@
 """Deep Residual U-Net (Zhang, Liu & Wang 2018, arXiv:1711.10684) network modules (builder: ``res_unet.py``).
 
-Sec. II-B / Fig. 3 / Table I of the paper:
+Sec. II (Methodology: the residual unit of Fig. 3, the network of Table I) of the paper:
 
 * every unit is a **pre-activation residual unit** (He et al. 2016, "Identity Mappings"): the residual
   branch is (BN-ReLU-conv) x 2 and the unit's output is ``residual(x) + shortcut(x)``, with no activation

@@ -12,10 +12,10 @@ if TYPE_CHECKING:
 _PAPER = ("Jégou, Drozdzal, Vazquez, Romero & Bengio 2017, The One Hundred Layers Tiramisu: Fully Convolutional "
           "DenseNets for Semantic Segmentation (arXiv:1611.09326), Sec. 3-4, Tables 1-2")
 # Counted at CamVid's 11 classes: FC-DenseNet103 9,322,091 (-0.8% from the paper's 9.4M), FC-DenseNet67
-# 3,463,243 (-1.1% from 3.5M).  FC-DenseNet56 (4 layers per block, k = 12, Sec. 4 / Table 3) counts 1,376,795,
-# 8.2% below the 1.5M Table 3 prints: nothing in the paper's layer spec (Tables 1-2, the released code's
-# layout) accounts for the gap, so 56 is not a fidelity variant here; tests/models/test_unet_family.py checks
-# all three counts exactly against a layer-by-layer formula of the paper's spec instead.
+# 3,463,243 (-1.1% from 3.5M).  FC-DenseNet56 (4 layers per block, k = 12, Sec. 4) counts 1,376,795, 8.2% below
+# the 1.5M that Table 3 (CamVid results, parameters column) prints: nothing in the paper's layer spec (Tables 1-2,
+# the released code's layout) accounts for the gap, so 56 is not a fidelity variant here;
+# tests/models/test_unet_family.py checks all three counts exactly against a layer-by-layer formula of the spec.
 _COUNTS = {103: (9.4e6, "text and Table 3: FC-DenseNet103, 9.4M parameters"),
            67: (3.5e6, "Table 3: FC-DenseNet67, 3.5M parameters")}
 

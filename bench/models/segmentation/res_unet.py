@@ -9,7 +9,7 @@ from bench.models import register_model
 if TYPE_CHECKING:
     from torch import nn
 
-# The paper (Sec. II-B) states 7.8M parameters for its road-extraction net (224 px, 1 output channel).  Table I's
+# The paper (Sec. II) states 7.8M parameters for its road-extraction net (224 px, 1 output channel).  Table I's
 # 14 3x3 convs, their BNs and the 1x1 output conv alone are 7,789,378 at 2 classes, 0.1% from 7.8M
 # (tests/models/test_unet_family.py checks it): the 7.8M leaves out the shortcuts.  But every unit of Table I
 # changes width or resolution (the decoder's inputs are concatenations), so an identity shortcut cannot be added
@@ -24,7 +24,7 @@ _REF = ("layer-by-layer count of Zhang et al. 2018 Table I (224 px, 2 classes) w
     "res_unet",
     task="semantic_segmentation",
     source="bench",
-    paper="Zhang, Liu & Wang 2018, Road Extraction by Deep Residual U-Net (arXiv:1711.10684), Sec. II-B, Table I",
+    paper="Zhang, Liu & Wang 2018, Road Extraction by Deep Residual U-Net (arXiv:1711.10684), Sec. II, Table I",
     description="ResUNet: pre-activation residual units (BN-ReLU-conv, identity / 1x1 projection shortcuts), "
                 "3-unit encoder with strided convs, bridge, 3 upsample + concat + unit decoder levels, 1x1 head",
     published_params=8_223_874,
