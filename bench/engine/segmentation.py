@@ -59,9 +59,18 @@ class SegmentationTask(Task):
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         """The configured loss (``train_loss``) on the main output, plus ``model.aux_weight`` x the same loss on
         each auxiliary output (PSPNet, DeepLab v3); also counts correct non-ignored pixels of the main output
-        (training pixel accuracy)."""
+        (training pixel accuracy).
+
+        A model with its own training objective defines ``segmentation_loss(x, y)`` -> a scalar or a dict of
+        named terms (summed, as detection sums its losses): it replaces the criterion (mask_rcnn_semantic: Mask
+        R-CNN's losses on instances cut from ``y``), so ``train.loss`` cannot be set for it.  No training pixel
+        accuracy is counted then (``train_acc`` None): its train-mode pass makes no per-pixel prediction.
+        """
         x, y = batch
         y = y.to(device)
+        own = getattr(model, "segmentation_loss", None)
+        if own is not None:
+            return self.model_loss(own, x.to(device, non_blocking=True), y)
         logits, aux = split_outputs(model(x.to(device, non_blocking=True)))
         with torch.no_grad():
             valid = y != IGNORE_INDEX
@@ -74,6 +83,14 @@ class SegmentationTask(Task):
                                  "aux_weight (the paper's weight of their loss)")
             loss = loss + weight * sum(self.train_loss(a, y) for a in aux.values())
         return loss
+
+    def model_loss(self, own: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``own(x, y)`` (a model's ``segmentation_loss``), its terms summed when it returns a dict."""
+        if self.cfg.train.loss is not None:
+            raise ValueError(f"{self.cfg.model} trains on its own loss (its segmentation_loss); "
+                             f"train.loss={self.cfg.train.loss.name!r} cannot apply to it: remove it")
+        out = own(x, y)
+        return sum(out.values()) if isinstance(out, dict) else out  # type: ignore[return-value]
 
     def predict(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         """``[B, H, W]`` labels: the argmax of the main output, or ``model.postprocess(logits, images)`` where

@@ -1,5 +1,6 @@
-"""The segmentation engine's hooks: auxiliary heads weighted by the model's ``aux_weight``, and a model's
-``postprocess`` (the dense CRF) in prediction, given the images back in RGB [0, 1]."""
+"""The segmentation engine's hooks: auxiliary heads weighted by the model's ``aux_weight``, a model's
+``postprocess`` (the dense CRF) in prediction, given the images back in RGB [0, 1], and a model's own training
+objective (``segmentation_loss(x, y)``, mask_rcnn_semantic's) in place of the criterion."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.config.catalog import Catalog, effective_trial
+from bench.config.catalog import Catalog, effective_trial, parse_overrides
 from bench.engine.data import MEAN, STD
 from bench.engine.dense_crf import CrfParams, CrfPostprocessor, dense_crf
 from bench.engine.segmentation_losses import ce_loss
@@ -18,9 +19,10 @@ from bench.tasks import task_impl
 CPU = torch.device("cpu")
 
 
-def unet_task(project: Path):  # noqa: ANN201 - the SegmentationTask
+def unet_task(project: Path, *sets: str):  # noqa: ANN201 - the SegmentationTask
     cat = Catalog(project / "configs")
-    cfg = effective_trial(cat.model("unet"), cat.dataset("shapes"), cat.profile("smoke"), seed=0)
+    cfg = effective_trial(cat.model("unet"), cat.dataset("shapes"), cat.profile("smoke"), seed=0,
+                          overrides=parse_overrides(list(sets)))
     return task_impl(cfg.task)(cfg, project / cfg.dataset.root)
 
 
@@ -75,3 +77,32 @@ def test_postprocess_gets_the_rgb_images(project: Path) -> None:
     sharp = task.predict(model, (x, None), CPU)
     assert (plain[0] == 0).sum(1).float().mean() == 15 and (sharp[0] == 0).sum(1).float().mean() == 20
     assert torch.equal(sharp[0], dense_crf(torch.softmax(logits[0], 0), rgb[0], params).argmax(0))
+
+
+class OwnObjective(nn.Module):
+    """A model with its own training objective: named terms from the images and the labels; no train-mode forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(2.0))
+
+    def segmentation_loss(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss_a": self.w * x.mean(), "loss_b": (y == 1).float().mean()}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("the task must not call forward in training when the model has segmentation_loss")
+
+
+def test_model_objective_replaces_the_criterion(project: Path) -> None:
+    """``segmentation_loss``'s terms are summed (gradients flow through them), no training pixel accuracy is
+    counted (the model predicts no pixels in training), and a configured ``train.loss`` is an error, not ignored."""
+    task, model, (x, y) = unet_task(project), OwnObjective(), batch()
+    loss = task.loss(model, (x, y), CPU)
+    assert loss.item() == pytest.approx((2.0 * x.mean() + (y == 1).float().mean()).item(), rel=1e-6)
+    loss.backward()
+    assert model.w.grad is not None and model.w.grad.item() == pytest.approx(x.mean().item(), rel=1e-5)
+    assert task.pop_train_counts() is None
+    model.segmentation_loss = lambda x, y: 3.0 * x.sum()  # a scalar is taken as it is
+    assert task.loss(model, (x, y), CPU).item() == pytest.approx(3.0 * x.sum().item(), rel=1e-6)
+    with pytest.raises(ValueError, match=r"trains on its own loss \(its segmentation_loss\); train.loss='dice'"):
+        unet_task(project, "train.loss.name=dice").loss(OwnObjective(), (x, y), CPU)
