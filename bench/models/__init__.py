@@ -32,7 +32,7 @@ import inspect
 import os
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -77,6 +77,10 @@ class ModelSpec:
     train_only_modules: tuple[str, ...] = ()
     # Other configurations with a published count of their own (``RefVariant``), each checked the same way.
     ref_variants: tuple[RefVariant, ...] = ()
+    # Contract checks (tests/models/test_contract.py, by test name without ``test_``) that cannot apply to
+    # this model, each with the reason and where its replacement is tested: for classical baselines with
+    # almost nothing to fit (``threshold_otsu``: one bit cannot overfit a batch).  Every other check runs.
+    contract_exempt: Mapping[str, str] = field(default_factory=dict)
 
 
 Builder = Callable[..., Any]

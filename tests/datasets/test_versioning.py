@@ -23,9 +23,9 @@ def shapes_pin(project: Path):  # noqa: ANN201 - Pin
 
 def test_each_dataset_yaml_names_its_own_pin() -> None:
     pins = {p.path: p for p in read_pins(ROOT / "datasets.dvc")}
-    assert set(pins) >= {"datasets/shapes", "datasets/mnist"}
+    assert set(pins) >= {"datasets/shapes", "datasets/mnist", "datasets/shapes_small"}
     cat = Catalog(ROOT / "configs")
-    for name in ("shapes", "mnist"):
+    for name in ("shapes", "mnist", "shapes_small"):
         ds = cat.dataset(name)
         assert read_pin(ROOT / ds.dvc_file, ds.root, ROOT) == pins[f"datasets/{name}"]
     # absolute and ./-prefixed roots name the same output
@@ -34,7 +34,8 @@ def test_each_dataset_yaml_names_its_own_pin() -> None:
 
 
 def test_pin_lookup_errors_name_the_fix() -> None:
-    with pytest.raises(DataVersionError, match=r"pins 2 outputs \(datasets/shapes, datasets/mnist\)"):
+    with pytest.raises(DataVersionError,
+                       match=r"pins 3 outputs \(datasets/shapes, datasets/mnist, datasets/shapes_small\)"):
         read_pin(ROOT / "datasets.dvc")
     with pytest.raises(DataVersionError, match=r"pins no output at datasets/nope .*dvc add datasets/nope"):
         read_pin(ROOT / "datasets.dvc", "datasets/nope", ROOT)
