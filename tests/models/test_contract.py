@@ -59,16 +59,16 @@ measured here: VGG-16 stays at 1.10 for 30 steps at 1e-3 and fits the batch in 1
 
 Targets:
 
-* classification: 100% accuracy; verification: 100% nearest-class-mean accuracy (class means of
-  the batch's own embeddings: the classifier the verification task puts on the classification
-  leaderboard); segmentation: pixel accuracy >= 0.95, or for a model with a coarse ``output_stride`` (FCN-32s
-  and -16s at 64 px) 0.02 below what an ideal map at that stride, bilinearly upsampled, represents on the batch
-  (``representable_accuracy``: 0.851 at stride 32 = the all-background share, 0.883 at 16, 0.964 at 8 on the
-  smoke batch) *and* the loss down >= 60%: a stride-32 map 2 cells wide cannot draw a 10-42 px shape; detection: total loss down >= 60% from the
-  first step *and* the batch's own mAP_50 >= 0.5 (``DetectionEvaluator`` on the batch's GT); instance
-  segmentation: the same, and the mask mAP_50 >= 0.5 too (``InstanceSegmentationEvaluator``: segm); segmentation
-  with its own objective (``segmentation_loss``): its loss down >= 60% *and* pixel accuracy >= 0.95 in eval mode
-  (its train-mode pass predicts no pixels), judged like detection.
+* classification: 100% accuracy; verification: 100% nearest-class-mean accuracy (class means of the batch's own
+  embeddings: the classifier the verification task puts on the classification leaderboard); segmentation: pixel
+  accuracy >= 0.95, or for a model with a coarse ``output_stride`` (FCN-32s and -16s at 64 px) 0.02 below what an
+  ideal map at that stride, bilinearly upsampled, represents on the batch (``representable_accuracy``: 0.851 at
+  stride 32 = the all-background share, 0.883 at 16, 0.964 at 8 on the smoke batch) *and* the loss down >= 60%: a
+  stride-32 map 2 cells wide cannot draw a 10-42 px shape; detection: total loss down >= 60% from the first step
+  *and* the batch's own mAP_50 >= 0.5 (``DetectionEvaluator`` on the batch's GT); instance segmentation: the same,
+  and the mask mAP_50 >= 0.5 too (``InstanceSegmentationEvaluator``: segm); segmentation with its own objective
+  (``segmentation_loss``): its loss down >= 60% *and* pixel accuracy >= 0.95 in eval mode (its train-mode pass
+  predicts no pixels), judged like detection.
 * Classification, verification and segmentation are judged by the *training* accuracy on the batch:
   the train-mode forward of a step (the fit the issue asks for).  An eval-mode check was tried and
   measures BatchNorm at this size rather than the model: EfficientNet-B1/B4/B5/B7 fit the batch in
