@@ -25,14 +25,16 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 @pytest.fixture(scope="session")
 def project() -> Path:
-    """The repository root, with the pinned ``shapes`` data present (pulled through DVC when missing).
+    """The repository root, with the pinned ``shapes`` and ``shapes_small`` data present (pulled through DVC
+    when missing).
 
-    Only shapes: the tests train on it, and pulling MNIST's 70k files would cost minutes; tests on
-    MNIST skip when it was not pulled.
+    Only those two: the tests train on them (``shapes_small`` is the binary view ``threshold_otsu`` needs), and
+    pulling MNIST's 70k files would cost minutes; tests on MNIST skip when it was not pulled.
     """
     from bench.datasets.versioning import ensure, read_pin
 
-    ensure(ROOT, read_pin(ROOT / "datasets.dvc", "datasets/shapes", ROOT))
+    for name in ("shapes", "shapes_small"):
+        ensure(ROOT, read_pin(ROOT / "datasets.dvc", f"datasets/{name}", ROOT))
     return ROOT
 
 

@@ -33,8 +33,9 @@ MIB = 2**20
 
 
 def smoke(name: str) -> tuple[Any, Any]:
-    """``(cfg, task)`` of ``name`` at the smoke profile on shapes."""
-    cfg = effective_trial(CATALOG.model(name), CATALOG.dataset("shapes"), CATALOG.profile("smoke"), seed=0)
+    """``(cfg, task)`` of ``name`` at the smoke profile on its first dataset (shapes for all but threshold_otsu)."""
+    model = CATALOG.model(name)
+    cfg = effective_trial(model, CATALOG.dataset(model.datasets[0]), CATALOG.profile("smoke"), seed=0)
     return cfg, task_impl(cfg.task)(cfg, ROOT / cfg.dataset.root)
 
 
