@@ -47,8 +47,8 @@ def test_ok_trial_record_has_provenance(project: Path, tmp_path: Path) -> None:
     # Per-image samples of the 8 test images, and a bootstrap CI around each headline metric.
     assert result.samples and len(result.samples["image_id"]) == 8 and len(result.samples["confmat"]) == 8
     assert result.ci_spec and result.ci_spec.samples == result.config["train"]["bootstrap_samples"]
-    assert set(result.ci) == {k for k in ("jaccard", "dice", "jaccard_fg", "dice_fg", "pixel_accuracy")
-                              if result.metrics.get(k) is not None}
+    headline = ("jaccard", "dice", "jaccard_fg", "dice_fg", "sensitivity_fg", "specificity_fg", "pixel_accuracy")
+    assert set(result.ci) == {k for k in headline if result.metrics.get(k) is not None}
     assert all(iv.low <= result.metrics[k] <= iv.high for k, iv in result.ci.items())
 
 
@@ -64,7 +64,7 @@ def test_confidence_fills_samples_and_intervals(project: Path) -> None:
     stored, ci, spec = _confidence(cfg, samples)
     assert stored == {"image_id": list(range(12)), "confmat": cms.tolist()}
     assert spec is not None and (spec.samples, spec.seed, spec.level) == (cfg.train.bootstrap_samples, 0, 0.95)
-    assert set(ci) == {"jaccard", "dice", "jaccard_fg", "dice_fg", "pixel_accuracy"}
+    assert set(ci) == {"jaccard", "dice", "jaccard_fg", "dice_fg", "sensitivity_fg", "specificity_fg", "pixel_accuracy"}
     assert all(iv.low <= iv.high for iv in ci.values())
     none = cfg.model_copy(update={"train": cfg.train.model_copy(update={"bootstrap_samples": 0})})
     assert _confidence(none, samples) == (stored, {}, None)
