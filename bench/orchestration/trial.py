@@ -171,6 +171,7 @@ def run_trial(cfg: TrialConfig, ctx: RunContext, progress: Callable[[dict[str, A
             data_s=out.timings.get("data_s", 0.0), compute_s=out.timings.get("compute_s", 0.0),
             metric_s=out.timings.get("metric_s", 0.0), setup_s=setup_s, train_s=out.timings.get("train_s", 0.0),
             val_s=out.timings.get("val_s", 0.0), test_s=out.timings.get("test_s", 0.0),
+            checkpoint_s=out.timings.get("checkpoint_s", 0.0),
             total_s=time.perf_counter() - t0,
             inference_ms_per_image=out.inference_ms_per_image,
         )

@@ -25,6 +25,7 @@ class Timings(Record):
     train_s: float = 0.0  # the training phase, per-epoch validation excluded (that is val_s)
     val_s: float = 0.0  # per-epoch validation during training
     test_s: float = 0.0  # the final test evaluation
+    checkpoint_s: float = 0.0  # writing the per-epoch checkpoints (part of train_s): what resumability costs
     total_s: float = 0.0
     inference_ms_per_image: float | None = None  # model forward only, test split, after warm-up
 

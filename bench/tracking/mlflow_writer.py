@@ -210,7 +210,7 @@ class MlflowWriter:
         finals = {f"test_{k}": v for k, v in result.metrics.items() if v is not None}
         t = result.timings
         finals.update(train_time_s=t.train_s, total_time_s=t.total_s, data_time_s=t.data_s,
-                      compute_time_s=t.compute_s, metric_time_s=t.metric_s)
+                      compute_time_s=t.compute_s, metric_time_s=t.metric_s, checkpoint_time_s=t.checkpoint_s)
         if t.inference_ms_per_image is not None:
             finals["inference_ms_per_image"] = t.inference_ms_per_image
         if result.num_params is not None:
