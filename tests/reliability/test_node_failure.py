@@ -22,7 +22,7 @@ from tests.e2e.test_e2e import BIN, ROOT, base_env, stop_process_tree
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("ray")]
 
-EPOCHS = 4
+EPOCHS = 3
 
 
 @pytest.fixture
@@ -69,11 +69,12 @@ def test_killed_node_trial_resumes_on_the_other_node(two_nodes: object, project:
 
     ckpt, db, uri = tmp_path / "ckpt", tmp_path / "results.db", f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = base_env(RAY_ADDRESS=two_nodes.address, BENCH_RESULTS=str(db), MLFLOW_TRACKING_URI=uri)
-    # Two trials, one per node; epochs of a few seconds, so the kill lands inside the second one.
-    args = [str(BIN / "bench"), "run", "simple_cnn", "--profile", "smoke", "--dataset", "shapes", "--seeds", "2",
+    # Two trials, one per node; epochs of several seconds (measured 5-8 s), so the kill, a fraction of a
+    # second after the first epoch's checkpoint, lands inside the second epoch.
+    args = [str(BIN / "bench"), "run", "resnet18", "--profile", "smoke", "--dataset", "shapes", "--seeds", "2",
             "--no-report", "--checkpoint-dir", str(ckpt), "--output", str(tmp_path / "out.json"),
-            "--set", f"train.epochs={EPOCHS}", "--set", "train.max_train_images=160", "--set", "train.batch_size=4",
-            "--set", "train.time_limit_s=null"]
+            "--set", f"train.epochs={EPOCHS}", "--set", "train.image_size=96", "--set", "train.max_train_images=128",
+            "--set", "train.batch_size=8", "--set", "train.time_limit_s=null"]
     log = (tmp_path / "run.log").open("w")
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
