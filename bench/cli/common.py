@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import typer
 from rich.console import Console
@@ -58,13 +58,23 @@ def open_store(root: Path) -> ResultsStore:
         raise typer.Exit(2) from None
 
 
-def open_tracking(root: Path) -> MlflowWriter:
-    """The MLflow writer, or exit 2 with the URI when the tracking store cannot be reached."""
+@overload
+def open_tracking(root: Path) -> MlflowWriter: ...
+@overload
+def open_tracking(root: Path, required: bool) -> MlflowWriter | None: ...
+def open_tracking(root: Path, required: bool = True) -> MlflowWriter | None:
+    """The MLflow writer.  When the tracking store cannot be reached: exit 2 with the URI, or, not
+    ``required`` (``bench run``), a warning and None (records then wait in the results store)."""
     from bench.tracking.mlflow_writer import MlflowWriter, tracking_uri
 
     try:
         return MlflowWriter(root)
     except Exception as exc:  # noqa: BLE001 - MLflow raises several unrelated types for "unreachable"
-        err_console.print(f"[bold red]error:[/] cannot use MLflow at {tracking_uri(root)}: "
-                          f"{type(exc).__name__}: {str(exc)[:300]}", highlight=False, soft_wrap=True)
+        why = f"cannot use MLflow at {tracking_uri(root)}: {type(exc).__name__}: {str(exc)[:300]}"
+        if not required:
+            err_console.print(f"[bold yellow]warning:[/] {why}. The run goes on: every record is kept in the "
+                              "results store, and `bench sync` pushes them once the server is reachable.",
+                              highlight=False, soft_wrap=True)
+            return None
+        err_console.print(f"[bold red]error:[/] {why}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None

@@ -20,9 +20,15 @@ Each (model, dataset, seed) is one trial and one Ray task. With RAY_ADDRESS set 
 `ray job submit`) the trials go to that cluster, else to a local Ray using every core.
 
 Every record goes first to the results store ($BENCH_RESULTS, else results/results.db), then to
-MLflow as a child of one parent run ($MLFLOW_TRACKING_URI, else ./mlflow.db); `bench sync` pushes
-what MLflow missed. A trial is keyed by the hash of its effective config, dataset md5, metric spec,
-code (the bench/ sources) and seed: a key that already has an ok record is reused and shown as
+MLflow as a child of one parent run ($MLFLOW_TRACKING_URI, else ./mlflow.db). While MLflow is
+down the run goes on; the end of the run lists the trials waiting for `bench sync`.
+
+Trials checkpoint every epoch (--checkpoint-dir). Ray restarts a trial whose worker or node died
+(--max-retries) and it goes on from its last epoch; so does a half-done trial of a killed
+`bench run` when the same command is run again.
+
+A trial is keyed by the hash of its effective config, dataset md5, metric spec, code (the
+bench/ sources) and seed: a key that already has an ok record is reused and shown as
 `cached` (--force reruns it), so a killed `bench run` started again trains only what is missing.
 The leaderboard (latest result of each model) is rewritten at the end. A failed trial is recorded
 with its reason; the others go on. Exit code: 0 all ok, 1 some trial failed, 2 bad input.
@@ -34,6 +40,7 @@ Examples:
   bench run detection --seed 1 --output out/detection.json
   bench run all --seeds 3                    seeds 0, 1, 2: the leaderboard shows mean ± 95% CI
   bench run all --force                      retrain even what the results store already has
+  bench run all --checkpoint-dir s3://bucket/bench-ckpt   checkpoints every node can reach
   bench run unet --dataset my_data.yaml      your own data (see configs/datasets/templates/)
   bench run mobilenet_v2 --profile cpu --set train.time_limit_s=600
                                              override any train/params key (highest precedence)
@@ -57,6 +64,13 @@ def run_command(
                                                      "this JSON file, rewritten as each trial lands")] = None,
     report: Annotated[bool, typer.Option(help="rewrite reports/leaderboard.{md,html} at the end")] = True,
     verbose: Annotated[bool, typer.Option(help="forward Ray worker logs to this console")] = False,
+    checkpoint_dir: Annotated[str | None, typer.Option(
+        envvar="BENCH_CHECKPOINTS", help="where trials checkpoint every epoch: a folder, or an fsspec URL every "
+                                         "node can reach on a cluster (s3://BUCKET/PATH, gs://...) [default: "
+                                         "runs/ in the project, on each worker's node]")] = None,
+    max_retries: Annotated[int, typer.Option(help="restarts of a trial whose worker or node died (it resumes "
+                                                  "from its last checkpoint); errors are never retried",
+                                             min=0)] = 3,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="SECTION.KEY=VALUE (SECTION: train or params; VALUE is YAML), repeatable; overrides every "
                       "config file, e.g. --set train.time_limit_s=600 --set train.epochs=12")] = None,
@@ -84,7 +98,7 @@ def run_command(
                           f"{store.path} is in the job's temporary working dir and goes with it. Pass "
                           "\"BENCH_RESULTS\": \"/persistent/path/results.db\" in --runtime-env-json env_vars.[/]",
                           highlight=False)
-    writer = open_tracking(root)  # before Ray: an unreachable server is a bad-input error, not a crash
+    writer = open_tracking(root, required=False)  # down: the run goes on, records wait in the store
     console.print(f"bench run {target}: {len(plan.trials)} trial(s) ({len(plan.seeds)} seed(s)), profile "
                   f"{plan.profile}, results store {store.path}")
 
@@ -94,14 +108,22 @@ def run_command(
         console.print(f"Ray {info.address} ({info.cpus:g} CPU, {info.gpus:g} GPU)")
         return info
 
+    ckpt_root = checkpoint_dir or ""
+    if ckpt_root and "://" not in ckpt_root:  # workers may run elsewhere (a Ray job's working-dir copy)
+        ckpt_root = str(Path(ckpt_root).resolve())
     display = ProgressDisplay([p.config for p in plan.trials])
     driver = Driver(root, store, writer, display.finish, warn)
     with display:
-        outcome = driver.run(plan, join_cluster, display.event, force=force, output=output)
-    if writer is not None:
+        outcome = driver.run(plan, join_cluster, display.event, force=force, output=output,
+                             checkpoint_root=ckpt_root, max_retries=max_retries)
+    if writer is not None and writer.parent_id:
         console.print(f"MLflow: {writer.uri} (parent run {writer.parent_id})")
-    if outcome.unsynced:
-        warn(f"{outcome.unsynced} record(s) did not reach MLflow; `bench sync` pushes them")
+    if outcome.waiting:
+        from bench.tracking.mlflow_writer import tracking_uri
+
+        warn(f"{len(outcome.waiting)} trial(s) are waiting to be synced to MLflow ({tracking_uri(root)}): "
+             f"{', '.join(outcome.waiting)}. Their records are safe in {store.path}; run `bench sync` once the "
+             "tracking server is reachable.")
     if output:
         console.print(f"wrote {output}")
     if report:
@@ -158,6 +180,12 @@ class ProgressDisplay:
         else:
             status = {"queued": "queued", "data": "checking data", "train": "training",
                       "time_limit": "time limit reached"}.get(str(kind), str(kind))
+            if kind == "train" and ev.get("attempt", 1) > 1:
+                status = f"restarted (attempt {ev['attempt']})"
+            elif kind == "resumed":
+                status = f"resumed after epoch {ev['epoch']}"
+                if tid in self.ids:
+                    self.progress.update(self.ids[tid], completed=ev["epoch"])
             if tid in self.ids:
                 self.progress.update(self.ids[tid], status=status)
         if not self.live:

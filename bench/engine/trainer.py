@@ -11,7 +11,6 @@ compares with the task's baseline (``Task.baseline``).
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from torch import nn
 
 from bench.config.catalog import TrialConfig
 from bench.engine.base import Task
+from bench.engine.checkpoint import BEST, LAST, CheckpointDir, check_resumable, rng_state, set_rng_state
 from bench.engine.data import make_loader, subsample
 from bench.engine.device import autocast, select_device, sync, timed
 from bench.engine.efficiency import measure
@@ -55,6 +55,7 @@ class LoopOutput:
     # The test evaluator's per-image statistics (``samples()``; see ``bench.metrics.bootstrap``), None
     # for an evaluator without them.
     samples: dict[str, np.ndarray] | None = None
+    resumed_from_epoch: int | None = None  # the checkpoint's epoch this run went on from; None: a fresh start
 
 
 @dataclass
@@ -211,13 +212,62 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float | None]:
             if v is None or (isinstance(v, int | float) and not isinstance(v, bool))}
 
 
+@dataclass
+class LoopState:
+    """The training loop's counters, saved in every checkpoint so that a retried trial goes on from them."""
+
+    epoch: int = 0  # epochs finished
+    it: int = 0  # optimiser steps taken (drives the LR schedule)
+    best: float = -math.inf  # best primary validation score so far
+    best_epoch: int | None = None
+    history: list[EpochLog] = field(default_factory=list)
+    acc: dict[str, float] = field(default_factory=dict)  # the time split so far (data_s, compute_s, val_s ...)
+    train_wall_s: float = 0.0  # wall time since training started, validation included
+    out_of_time: bool = False  # the time budget ended training
+
+    def to_state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "it": self.it, "best": self.best, "best_epoch": self.best_epoch,
+                "history": [h.model_dump(mode="json") for h in self.history], "acc": dict(self.acc),
+                "train_wall_s": self.train_wall_s, "out_of_time": self.out_of_time}
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> LoopState:
+        return cls(epoch=d["epoch"], it=d["it"], best=d["best"], best_epoch=d["best_epoch"],
+                   history=[EpochLog.model_validate(h) for h in d["history"]], acc=dict(d["acc"]),
+                   train_wall_s=d["train_wall_s"], out_of_time=d["out_of_time"])
+
+
+def resume_state(
+    ckpt: CheckpointDir, cfg: TrialConfig, model: nn.Module, opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler, loader: Any, device: torch.device,
+) -> LoopState | None:
+    """Load ``ckpt``'s ``last.pt`` into the model, optimiser and scaler, restore the RNGs; its loop state.
+
+    None when there is no checkpoint.  A checkpoint of another model is an error naming the file.
+    """
+    if not ckpt.exists(LAST):
+        return None
+    state = ckpt.load(LAST, device)
+    check_resumable(state, ckpt.path(LAST), cfg.model, cfg.trial_id)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"], loader.generator)
+    return LoopState.from_state(state["loop"])
+
+
 def train_and_test(
-    cfg: TrialConfig, dataset_root: Path, run_dir: Path, progress: ProgressFn, project: Path | None = None
+    cfg: TrialConfig, dataset_root: Path, run_dir: Path | CheckpointDir, progress: ProgressFn,
+    project: Path | None = None, resume: bool = False,
 ) -> LoopOutput:
     """Train ``cfg`` on the train split, select on val, report test metrics.
 
+    ``run_dir``: the trial's checkpoint folder (a path, or a :class:`CheckpointDir` for a URL).
+    ``resume``: go on from its ``last.pt`` when there is one (weights, optimiser, scaler, RNGs, epoch,
+    time spent), exactly where the stopped run had got to at the end of that epoch.
     ``project`` resolves relative paths in the config (transfer weights); default: the cwd.
     """
+    ckpt = run_dir if isinstance(run_dir, CheckpointDir) else CheckpointDir(str(run_dir))
     seed_everything(cfg.seed)
     device = select_device(cfg.device)
     spec = TASKS.get(cfg.task).meta
@@ -235,16 +285,20 @@ def train_and_test(
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp and device.type == "cuda")
     total_iters = cfg.train.epochs * len(loader)
     acc: dict[str, float] = {}
-    history: list[EpochLog] = []
-    best, best_path = -math.inf, None
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.makedirs()
     t_base = time.perf_counter()
+    # Before any resume: it scores the freshly initialised model, the same one in every attempt.
     untrained = evaluate(task, model, "test", device, cfg, acc, compute=False) if task.untrained_baseline else None
     base_s = time.perf_counter() - t_base
-    t_train = time.perf_counter()
-    it, out_of_time = 0, False
+    loop = (resume_state(ckpt, cfg, model, opt, scaler, loader, device) if resume else None) or LoopState(acc=acc)
+    resumed_from = loop.epoch if loop.epoch else None
+    if resumed_from:
+        progress({"event": "resumed", "epoch": loop.epoch, "epochs": cfg.train.epochs})
+    acc = loop.acc
+    t_train = time.perf_counter() - loop.train_wall_s
     limit = cfg.train.time_limit_s
-    for epoch in range(1, cfg.train.epochs + 1):
+    epochs_left = range(loop.epoch + 1, cfg.train.epochs + 1) if not loop.out_of_time else range(0)
+    for epoch in epochs_left:
         model.train()
         freeze_frozen_norms(model)
         t_epoch, losses = time.perf_counter(), []
@@ -255,15 +309,16 @@ def train_and_test(
             acc["data_s"] = acc.get("data_s", 0.0) + time.perf_counter() - t_data
             elapsed = time.perf_counter() - t_train - acc.get("val_s", 0.0)
             if limit and elapsed > limit and losses:
-                out_of_time = True  # the budget counts training only, not validation
+                loop.out_of_time = True  # the budget counts training only, not validation
                 break
             for group in opt.param_groups:
-                group["lr"] = cfg.train.lr * lr_factor(it, total_iters, cfg, elapsed)
+                group["lr"] = cfg.train.lr * lr_factor(loop.it, total_iters, cfg, elapsed)
             with timed(device, acc, "compute_s"):
                 with autocast(device, cfg.train.amp):
                     loss = task.loss(model, batch, device)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}, iter {it}")
+                    raise FloatingPointError(
+                        f"non-finite training loss {loss.item()} at epoch {epoch}, iter {loop.it}")
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if cfg.train.grad_clip:
@@ -274,7 +329,7 @@ def train_and_test(
             losses.append(loss.item())
             if (counts := task.pop_train_counts()) is not None:
                 correct, counted = correct + counts[0], counted + counts[1]
-            it += 1
+            loop.it += 1
             t_data = time.perf_counter()
         t_val = time.perf_counter()
         precise_bn(model, loader, task, device, cfg.train.precise_bn_batches)
@@ -287,21 +342,28 @@ def train_and_test(
             train_acc=correct / counted if counted else None, val=val_scalars, lr=opt.param_groups[0]["lr"],
             seconds=time.perf_counter() - t_epoch,
         )
-        history.append(log)
+        loop.history.append(log)
+        loop.epoch = epoch
         if cfg.train.checkpoint:
-            state = {"model": model.state_dict(), "epoch": epoch, "config": cfg.model_dump(mode="json")}
-            is_best = score is not None and score > best
-            save_checkpoint(state, run_dir, is_best)
+            is_best = score is not None and score > loop.best
             if is_best:
-                best, best_path = score, run_dir / "best.pt"
+                loop.best, loop.best_epoch = score, epoch
+            t_save = time.perf_counter()
+            loop.train_wall_s = t_save - t_train
+            ckpt.save({"model": model.state_dict(), "epoch": epoch, "config": cfg.model_dump(mode="json"),
+                       "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(loader.generator),
+                       "loop": loop.to_state()}, is_best)
+            # Saving is part of the training time (it is what fault tolerance costs), kept apart to be measured.
+            acc["checkpoint_s"] = acc.get("checkpoint_s", 0.0) + time.perf_counter() - t_save
         progress({"event": "epoch", "epoch": epoch, "epochs": cfg.train.epochs, "loss": log.train_loss,
                   "train_acc": log.train_acc, spec.primary_metric: score})
-        if out_of_time:
+        if loop.out_of_time:
             progress({"event": "time_limit", "epoch": epoch})
             break
     acc["train_s"] = time.perf_counter() - t_train - acc.get("val_s", 0.0)
+    best_path = ckpt.path(BEST) if loop.best_epoch is not None else None
     if best_path is not None:
-        model.load_state_dict(torch.load(best_path, map_location=device)["model"])
+        model.load_state_dict(ckpt.load(BEST, device)["model"])
     t_test = time.perf_counter()
     test = evaluate(task, model, "test", device, cfg, acc)
     with timed(device, acc, "metric_s"):
@@ -314,30 +376,18 @@ def train_and_test(
     extras: dict[str, Any] = {"transfer": transfer, **task.extras()}
     if efficiency_error:
         extras["efficiency_error"] = efficiency_error
-    training = TrainingEnd(epochs_planned=cfg.train.epochs, epochs_done=it / max(1, len(loader)),
-                           stopped_by="time_limit" if out_of_time else "schedule")
+    training = TrainingEnd(epochs_planned=cfg.train.epochs, epochs_done=loop.it / max(1, len(loader)),
+                           stopped_by="time_limit" if loop.out_of_time else "schedule")
     return LoopOutput(
-        metrics=test.metrics, history=history, timings=acc, num_params=num_params, device=str(device),
-        checkpoint=str(best_path or (run_dir / "last.pt" if cfg.train.checkpoint else "")) or None,
+        metrics=test.metrics, history=loop.history, timings=acc, num_params=num_params, device=str(device),
+        checkpoint=best_path or (ckpt.path(LAST) if cfg.train.checkpoint else None),
         inference_ms_per_image=test.ms_per_image, extras=extras, training=training,
         test_images=test.images, baseline=baseline, efficiency=efficiency, samples=samples,
+        resumed_from_epoch=resumed_from,
     )
 
 
 def save_checkpoint(state: dict, run_dir: Path, is_best: bool) -> None:
-    """Write ``run_dir/last.pt`` atomically; if ``is_best``, make ``best.pt`` the same file.
-
-    ``best.pt`` is a hard link to the new ``last.pt``, not a second copy: with time-budgeted
-    training the last epoch is usually the best, and one EfficientNet-B7 checkpoint is 245 MB
-    (two copies per trial filled a disk during a 54-trial run).  Each save writes a new file and
-    renames it over the old name, so the other name keeps its own weights and a killed trial never
-    leaves a truncated checkpoint.
-    """
-    tmp = run_dir / "last.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, run_dir / "last.pt")
-    if is_best:
-        link = run_dir / "best.pt.tmp"
-        link.unlink(missing_ok=True)
-        os.link(run_dir / "last.pt", link)
-        os.replace(link, run_dir / "best.pt")
+    """Write ``run_dir/last.pt`` atomically; if ``is_best``, make ``best.pt`` the same file
+    (see :meth:`bench.engine.checkpoint.CheckpointDir.save`)."""
+    CheckpointDir(str(run_dir)).save(state, is_best)

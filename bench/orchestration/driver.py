@@ -4,7 +4,12 @@
   with their content keys, before Ray starts; a bad config never costs a cluster start.
 * :class:`Driver` reuses every trial whose key has an ``ok`` record in the results store (shown
   as ``cached``), submits the others to Ray, writes each record to the store the moment it lands
-  (so a killed driver loses nothing that finished), then syncs it to MLflow.
+  (so a killed driver loses nothing that finished), then syncs it to MLflow.  Trials checkpoint
+  every epoch into folders named by their keys, so a trial Ray restarts after its node died, or
+  one a new ``bench run`` finds half-done after a killed driver, goes on from its last epoch.
+* A tracking outage costs nothing but a delay: a record MLflow does not take stays in the store,
+  MLflow is left alone for ``TRACKING_RETRY_S`` (each attempt would stall on its timeouts), the
+  run's pending records are pushed again at its end, and ``bench sync`` pushes what is still left.
 * Only the driver talks to MLflow and to the store; the CLI parses arguments and shows progress.
 """
 
@@ -139,6 +144,9 @@ def check_trial(cfg: TrialConfig) -> None:
                          f"(labels per image), not to {cfg.task}; remove it for this model")
 
 
+TRACKING_RETRY_S = 30.0  # after MLflow failed to take a record, leave it alone this long
+
+
 @dataclass
 class RunOutcome:
     """What one invocation produced, in landing order (cached records first)."""
@@ -147,7 +155,11 @@ class RunOutcome:
     results: list[TrialResult] = field(default_factory=list)
     cached: set[str] = field(default_factory=set)  # trial ids reused from the store
     stored: list[StoredRecord] = field(default_factory=list)
-    unsynced: int = 0
+    waiting: list[str] = field(default_factory=list)  # trial ids whose records MLflow has not taken yet
+
+    @property
+    def unsynced(self) -> int:
+        return len(self.waiting)
 
 
 class Driver:
@@ -164,13 +176,19 @@ class Driver:
         self.writer = writer
         self.on_result = on_result
         self.on_warning = on_warning
+        self.tracking_down_until = 0.0  # monotonic time before which MLflow is not tried again
 
     def run(self, plan: RunPlan, cluster: Callable[[], ClusterInfo], on_event: Callable[[dict[str, Any]], None],
-            force: bool = False, output: Path | None = None, run_name: str | None = None) -> RunOutcome:
+            force: bool = False, output: Path | None = None, run_name: str | None = None,
+            checkpoint_root: str = "", max_retries: int = 3) -> RunOutcome:
         """Reuse, submit, collect, store and sync every trial of ``plan``.
 
         ``cluster()`` joins or starts Ray (returning ``ClusterInfo``); it is called only when some
         trial must run, so a rerun of a finished suite costs seconds, not a Ray start.
+        ``checkpoint_root``: where trial checkpoint folders go (a path or an fsspec URL every node
+        reaches; empty: ``runs/`` of the project).  ``max_retries``: Ray restarts of a trial whose
+        worker or node died (application errors are recorded, never retried).  ``force`` also
+        stops trials from resuming checkpoints that earlier runs left.
         """
         from bench.orchestration.trial import RunContext
         from bench.results.provenance import git_sha
@@ -202,12 +220,14 @@ class Driver:
             result = result.model_copy(update={"key": p.key, "provenance": prov})
             rid = self.store.add(name, result)
             stored = StoredRecord(rid, name, False, result)
-            stored = self._sync(stored, p.annotated)
+            stored = self._sync(stored, p.annotated, name)
             self._landed(outcome, stored, cached=False, output=output)
 
         from bench.orchestration.ray_runner import run_trials
 
-        ctx = RunContext(project=str(self.project), run_name=name, git_sha=sha)
+        ctx = RunContext(project=str(self.project), run_name=name, git_sha=sha, checkpoint_root=checkpoint_root,
+                         keys={p.config.trial_id: p.key for p in todo}, resume_previous=not force,
+                         max_retries=max_retries)
         try:
             if todo:
                 cluster()
@@ -231,17 +251,24 @@ class Driver:
                             "the results store, `bench sync` pushes them later")
             self.writer = None
 
-    def _sync(self, stored: StoredRecord, annotated: str | None) -> StoredRecord:
-        """Log one stored record to MLflow; on failure it stays unsynced (with a warning)."""
-        if self.writer is None:
+    def _sync(self, stored: StoredRecord, annotated: str | None, run: str) -> StoredRecord:
+        """Log one stored record to MLflow; on failure it stays unsynced (with a warning).
+
+        After a failure MLflow is left alone for ``TRACKING_RETRY_S``: during an outage every call
+        waits out its timeouts, and the trials that land meanwhile should not queue behind them.
+        """
+        if self.writer is None or time.monotonic() < self.tracking_down_until:
             return stored
         from bench.tracking.sync import log_record
 
         try:
-            rid = log_record(self.writer, stored.record, annotated)
+            rid = log_record(self.writer, stored.record, annotated, run=run)
         except Exception as exc:  # noqa: BLE001 - keep the record whatever the tracking store says
-            self.on_warning(f"MLflow did not take {stored.record.trial_id} ({type(exc).__name__}: {exc}); "
-                            "it stays in the results store, `bench sync` pushes it later")
+            self.tracking_down_until = time.monotonic() + TRACKING_RETRY_S
+            self.on_warning(f"MLflow did not take {stored.record.trial_id} ({type(exc).__name__}: {str(exc)[:200]}); "
+                            f"it stays in the results store. Not trying MLflow again for {TRACKING_RETRY_S:.0f} s; "
+                            "pending records are pushed again at the end of the run, and `bench sync` pushes "
+                            "whatever is left")
             return stored
         self.store.set_synced(stored.id, rid)
         return StoredRecord(stored.id, stored.run, stored.cached,
@@ -252,7 +279,8 @@ class Driver:
 
         outcome.results.append(stored.record)
         outcome.stored.append(stored)
-        outcome.unsynced += stored.record.mlflow_run_id is None and not cached
+        if stored.record.mlflow_run_id is None and not cached:
+            outcome.waiting.append(stored.record.trial_id)
         self.on_result(stored.record, cached)
         if output:  # rewritten after every trial: a killed driver leaves every finished record
             write_results(output, outcome.results)
@@ -261,8 +289,30 @@ class Driver:
         failed = sum(r.status != "ok" for r in outcome.results) + (total - len(outcome.results))
         status = "killed" if killed else ("finished" if failed == 0 else "failed")
         self.store.finish_run(outcome.run_name, status)
+        if self.writer is not None and outcome.waiting and not killed:
+            self._push_pending(outcome)
         if self.writer is not None:
             try:
                 self.writer.end_parent(failed, total, killed=killed)
             except Exception as exc:  # noqa: BLE001
-                self.on_warning(f"MLflow did not close the parent run: {exc}")
+                self.on_warning(f"MLflow did not close the parent run: {exc}; `bench sync` closes it")
+
+    def _push_pending(self, outcome: RunOutcome) -> None:
+        """One more try, at the end of the run, for the records MLflow did not take while it landed."""
+        from bench.tracking.sync import sync_pending
+
+        synced: dict[str, str] = {}
+
+        def done(trial_id: str, run_id: str | None, error: str | None) -> None:
+            if run_id:
+                synced[trial_id] = run_id
+
+        parent = self.writer.parent_id if self.writer else None
+        try:
+            sync_pending(self.store, self.writer, done, run=outcome.run_name, stop_at_error=True)
+        finally:
+            if self.writer is not None:
+                self.writer.parent_id = parent
+        outcome.waiting = [t for t in outcome.waiting if t not in synced]
+        outcome.results = [r.model_copy(update={"mlflow_run_id": synced[r.trial_id]}) if r.trial_id in synced else r
+                           for r in outcome.results]

@@ -96,13 +96,20 @@ def _fmt(key: str, value: float) -> str:
     return f"{value / 2**30:.1f}GiB" if key == "memory" else f"{value:g}"
 
 
-def task_options(cfg: TrialConfig) -> dict[str, Any]:
-    """Ray options of one trial: exactly the resources its config asks for."""
+def task_options(cfg: TrialConfig, max_retries: int = 3) -> dict[str, Any]:
+    """Ray options of one trial: exactly the resources its config asks for, and its retry policy.
+
+    Ray restarts the task when its worker process or node dies (``max_retries``); the restarted
+    trial goes on from its last checkpoint.  Exceptions are never retried (``retry_exceptions``
+    off): ``run_trial`` turns them into failed records, and rerunning a deterministic error only
+    repeats it.
+    """
     r = cfg.resources
     opts: dict[str, Any] = {
         "num_cpus": r.num_cpus,
         "num_gpus": r.num_gpus,
-        "max_retries": 0,  # a trial is not idempotent work worth repeating blindly; failures are recorded
+        "max_retries": max_retries,
+        "retry_exceptions": False,
         "name": f"trial:{cfg.trial_id}",
     }
     if r.memory_gb:
@@ -131,8 +138,11 @@ def run_trials(
     """Submit every trial, stream progress events, hand each record to ``on_result`` as it lands."""
     import ray
     from ray.util.queue import Queue
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    queue = Queue(maxsize=10_000, actor_options={"num_cpus": 0})
+    # On the driver's node: progress must outlive the loss of any worker node.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    queue = Queue(maxsize=10_000, actor_options={"num_cpus": 0, "scheduling_strategy": here})
     remote = ray.remote(_remote_trial)
     pending: dict[Any, TrialConfig] = {}
     results: list[TrialResult] = []
@@ -144,7 +154,7 @@ def run_trials(
             results.append(result)
             on_result(result)
             continue
-        ref = remote.options(**task_options(cfg)).remote(cfg, ctx, queue)
+        ref = remote.options(**task_options(cfg, ctx.max_retries)).remote(cfg, ctx, queue)
         pending[ref] = cfg
         on_event({"trial_id": cfg.trial_id, "event": "queued"})
     while pending:
@@ -154,7 +164,7 @@ def run_trials(
             cfg = pending.pop(ref)
             try:
                 result = ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - worker died (OOM, segfault): still a record
+            except Exception as exc:  # noqa: BLE001 - died max_retries + 1 times (OOM, segfault): still a record
                 result = base_result(cfg, ctx, status="failed", error=f"{type(exc).__name__}: {exc}",
                                      finished_at=now())
             results.append(result)

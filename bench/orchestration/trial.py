@@ -2,21 +2,32 @@
 
 Whatever goes wrong becomes a ``failed`` record with the reason; nothing here raises to Ray, so
 one broken trial never takes the suite down.  No metric logic and no MLflow here.
+
+Checkpoints go to ``<checkpoint root>/<trial>-<key>/`` (:func:`checkpoint_dir`), named by the trial's
+content key, so that a trial started again goes on from its last epoch, whether Ray retried it
+after its node died or a new ``bench run`` followed a killed driver.  Each start is logged in the
+folder's ``attempts.json`` and listed on the record; ``done.json`` marks a trial that produced its
+record, which a later run (``--force``, or a retry of a failure) starts afresh rather than resuming.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.config.catalog import TrialConfig
-from bench.results.record import Baseline, ConfidenceSpec, Interval, Provenance, Timings, TrialResult
+from bench.engine.checkpoint import ATTEMPTS, BEST, DONE, LAST, CheckpointDir, is_url
+from bench.results.record import Attempt, Baseline, ConfidenceSpec, Interval, Provenance, Timings, TrialResult
 
 
 @dataclass(frozen=True)
@@ -24,8 +35,14 @@ class RunContext:
     """Facts the driver fixes once per invocation and hands to every trial."""
 
     project: str  # the driver's project root; workers fall back to their own working dir
-    run_name: str  # names the checkpoint folder: runs/<run_name>/<trial_id>/
+    run_name: str
     git_sha: str
+    # Where trial checkpoint folders go: a local path or an fsspec URL every node can reach
+    # (``s3://bucket/ckpt``); empty: ``<project>/runs`` on the worker's node.
+    checkpoint_root: str = ""
+    keys: dict[str, str] = field(default_factory=dict)  # trial id -> content key (names its folder)
+    resume_previous: bool = True  # go on from a checkpoint an earlier `bench run` left (False: --force)
+    max_retries: int = 3  # Ray restarts of a trial whose worker or node died
 
 
 def now() -> str:
@@ -41,6 +58,58 @@ def worker_project(ctx: RunContext) -> Path:
     if (cand / "datasets.dvc").exists() and (cand / "configs").is_dir():
         return cand
     return project_root()
+
+
+def checkpoint_dir(cfg: TrialConfig, ctx: RunContext, project: Path) -> CheckpointDir:
+    """The trial's checkpoint folder: ``<root>/<trial>-<key[:16]>``, else ``<root>/<run>/<trial>`` (no key).
+
+    Folder names keep to ``[A-Za-z0-9._-]``: a trial id's ``#`` would start a URL fragment.
+    """
+    root = ctx.checkpoint_root or str(project / "runs")
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", cfg.trial_id)
+    key = ctx.keys.get(cfg.trial_id)
+    sub = f"{safe}-{key[:16]}" if key else f"{re.sub(r'[^A-Za-z0-9._-]+', '_', ctx.run_name)}/{safe}"
+    return CheckpointDir(f"{root.rstrip('/')}/{sub}" if is_url(root) else str(Path(root) / sub))
+
+
+def node_name() -> str:
+    """This worker's Ray node id (inside Ray), else the hostname."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return ray.get_runtime_context().get_node_id()
+    return socket.gethostname()
+
+
+def start_attempt(ckpt: CheckpointDir, ctx: RunContext) -> list[Attempt]:
+    """Log this start in ``attempts.json``; clear the folder first when it must not be resumed from.
+
+    Resumed from: a checkpoint of this run (Ray retried the trial), or of an earlier run that never
+    finished the trial (its driver was killed) unless ``--force``.  A finished trial's folder
+    (``done.json``) is cleared, so ``--force`` or a rerun of a failed trial trains from scratch.
+    """
+    ckpt.makedirs()
+    attempts = [Attempt.model_validate(a) for a in ckpt.read_json(ATTEMPTS, [])]
+    this_run = any(a.run == ctx.run_name for a in attempts)
+    if not (this_run or (ctx.resume_previous and not ckpt.exists(DONE))):
+        ckpt.remove(LAST, BEST, DONE, ATTEMPTS)
+        attempts = []
+    attempts.append(Attempt(number=len(attempts) + 1, run=ctx.run_name, node=node_name(), started_at=now()))
+    _write_attempts(ckpt, attempts)
+    return attempts
+
+
+def mark_done(ckpt: CheckpointDir | None, ctx: RunContext) -> None:
+    """The trial produced its record (ok or failed): a later run starts it afresh, not from here.
+
+    Not written when the process is killed, nor on KeyboardInterrupt: those leave a trial to resume.
+    """
+    if ckpt is not None:
+        with contextlib.suppress(Exception):  # best effort: at worst a later run resumes a finished trial
+            ckpt.write_json(DONE, {"run": ctx.run_name, "finished_at": now()})
+
+
+def _write_attempts(ckpt: CheckpointDir, attempts: list[Attempt]) -> None:
+    ckpt.write_json(ATTEMPTS, [a.model_dump(mode="json") for a in attempts])
 
 
 def base_result(cfg: TrialConfig, ctx: RunContext, **fields: Any) -> TrialResult:
@@ -64,6 +133,8 @@ def run_trial(cfg: TrialConfig, ctx: RunContext, progress: Callable[[dict[str, A
     started = now()
     dataset_version = None
     setup_s = 0.0
+    attempts: list[Attempt] = []
+    ckpt: CheckpointDir | None = None
     try:
         import torch
 
@@ -80,9 +151,18 @@ def run_trial(cfg: TrialConfig, ctx: RunContext, progress: Callable[[dict[str, A
             # The dataset's own output of the .dvc file: a shapes trial never hashes or pulls mnist.
             pin = versioning.read_pin(project / cfg.dataset.dvc_file, cfg.dataset.root, project)
             dataset_version = versioning.ensure(project, pin)
+        ckpt = checkpoint_dir(cfg, ctx, project)
+        attempts = start_attempt(ckpt, ctx)
         setup_s = time.perf_counter() - t0
-        progress({"event": "train"})
-        out = train_and_test(cfg, data_root, project / "runs" / ctx.run_name / cfg.trial_id, progress, project)
+        progress({"event": "train", "attempt": len(attempts), "node": attempts[-1].node, "checkpoint": ckpt.location})
+
+        def on_progress(event: dict[str, Any]) -> None:
+            if event.get("event") == "resumed":  # on the record of this attempt, and in the folder's log
+                attempts[-1] = attempts[-1].model_copy(update={"resumed_from_epoch": event["epoch"]})
+                _write_attempts(ckpt, attempts)
+            progress(event)
+
+        out = train_and_test(cfg, data_root, ckpt, on_progress, project, resume=True)
         from bench.engine.trainer import scalar_metrics
 
         metrics = out.metrics
@@ -91,25 +171,28 @@ def run_trial(cfg: TrialConfig, ctx: RunContext, progress: Callable[[dict[str, A
             data_s=out.timings.get("data_s", 0.0), compute_s=out.timings.get("compute_s", 0.0),
             metric_s=out.timings.get("metric_s", 0.0), setup_s=setup_s, train_s=out.timings.get("train_s", 0.0),
             val_s=out.timings.get("val_s", 0.0), test_s=out.timings.get("test_s", 0.0),
+            checkpoint_s=out.timings.get("checkpoint_s", 0.0),
             total_s=time.perf_counter() - t0,
             inference_ms_per_image=out.inference_ms_per_image,
         )
         extras = {k: v for k, v in metrics.items() if k not in ("per_class", "spec")
                   and not (v is None or isinstance(v, int | float))}
         extras.update(out.extras)
+        mark_done(ckpt, ctx)
         return base_result(
             cfg, ctx, status="ok", metrics=scalar_metrics(metrics), per_class=_jsonable(metrics.get("per_class") or {}),
             extras=_jsonable(extras), history=out.history, training=out.training, test_images=out.test_images,
             baseline=_baseline(out.baseline), num_params=out.num_params, device=out.device, efficiency=out.efficiency,
             timings=timings, checkpoint=out.checkpoint, started_at=started, finished_at=now(),
             dataset_version=dataset_version, metric_spec=metrics.get("spec"), samples=samples, ci=ci,
-            ci_spec=ci_spec,
+            ci_spec=ci_spec, attempts=attempts,
         )
     except Exception as exc:  # noqa: BLE001 - the whole point: a failure becomes a record
+        mark_done(ckpt, ctx)
         return base_result(
             cfg, ctx, status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(),
             timings=Timings(setup_s=setup_s, total_s=time.perf_counter() - t0), started_at=started,
-            finished_at=now(), dataset_version=dataset_version,
+            finished_at=now(), dataset_version=dataset_version, attempts=attempts,
         )
 
 

@@ -25,6 +25,7 @@ class Timings(Record):
     train_s: float = 0.0  # the training phase, per-epoch validation excluded (that is val_s)
     val_s: float = 0.0  # per-epoch validation during training
     test_s: float = 0.0  # the final test evaluation
+    checkpoint_s: float = 0.0  # writing the per-epoch checkpoints (part of train_s): what resumability costs
     total_s: float = 0.0
     inference_ms_per_image: float | None = None  # model forward only, test split, after warm-up
 
@@ -109,6 +110,17 @@ class Efficiency(Record):
     device: str | None = None
 
 
+class Attempt(Record):
+    """One start of a trial.  A trial whose node or worker died is started again by Ray (``max_retries``)
+    and goes on from its last checkpoint; each start is listed on the record."""
+
+    number: int  # 1, 2, ...
+    run: str  # the `bench run` invocation it belonged to (a rerun after a killed driver resumes too)
+    node: str  # Ray node id (else the hostname) it ran on
+    started_at: str
+    resumed_from_epoch: int | None = None  # the checkpoint's epoch it went on from; None: from scratch
+
+
 class TrialResult(Record):
     """The outcome of one trial, written to ``--output`` and logged to MLflow by the driver."""
 
@@ -146,6 +158,8 @@ class TrialResult(Record):
     samples: dict[str, Any] | None = None
     efficiency: Efficiency | None = None
     mlflow_run_id: str | None = None
+    # Every start of this trial, the last one being the one that produced this record.
+    attempts: list[Attempt] = Field(default_factory=list)
     started_at: str | None = None
     finished_at: str | None = None
 

@@ -199,10 +199,11 @@ class ResultsStore:
         with self._tx() as db:
             db.execute("UPDATE records SET mlflow_run_id = ? WHERE id = ?", (mlflow_run_id, record_id))
 
-    def unsynced(self) -> list[StoredRecord]:
-        """Records that never reached the tracking server, oldest first."""
+    def unsynced(self, run: str | None = None) -> list[StoredRecord]:
+        """Records (of ``run`` only, if given) that never reached the tracking server, oldest first."""
+        where, args = ("AND run = ?", (run,)) if run else ("", ())
         rows = self.db.execute(
-            "SELECT id, run, record FROM records WHERE mlflow_run_id IS NULL ORDER BY id").fetchall()
+            f"SELECT id, run, record FROM records WHERE mlflow_run_id IS NULL {where} ORDER BY id", args).fetchall()
         return [StoredRecord(i, run, False, TrialResult.model_validate_json(body)) for i, run, body in rows]
 
     def samples(self, record_id: int) -> dict[str, Any] | None:

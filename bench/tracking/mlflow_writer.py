@@ -16,6 +16,16 @@ from bench.results.record import TrialResult
 
 EXPERIMENT = "bench"
 TAG_KIND = "bench.kind"
+# A child run is the record (bench.run, bench.trial_key) of the results store: the pair that makes
+# logging it again (after an outage, by `bench sync`) find the run instead of making a second one.
+TAG_RUN, TAG_KEY = "bench.run", "bench.trial_key"
+
+# MLflow's HTTP client retries a failed request 7 times with exponential backoff (minutes per call).
+# While a tracking server is down, the driver would stall that long on every record; failing fast
+# keeps the suite going (records wait in the results store for `bench sync`).  Set in the
+# environment to override.
+FAIL_FAST_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 
 
 def tracking_uri(project: Path) -> str:
@@ -105,6 +115,8 @@ class MlflowWriter:
     """Creates the runs of one ``bench run`` invocation."""
 
     def __init__(self, project: Path) -> None:
+        for name, value in FAIL_FAST_ENV.items():
+            os.environ.setdefault(name, value)
         import mlflow
         from mlflow.tracking import MlflowClient
 
@@ -136,7 +148,19 @@ class MlflowWriter:
         status = "KILLED" if killed else ("FINISHED" if failed == 0 else "FAILED")
         self.client.set_terminated(self.parent_id, status)
 
-    def log_trial(self, result: TrialResult, artifacts: list[Path], config_yaml: str | None = None) -> str:
+    def find_trial(self, run: str, key: str) -> tuple[str | None, list[str]]:
+        """The child run already logged for record (``run``, ``key``), if any, and unfinished ones.
+
+        Returns ``(terminated run id or None, ids of runs left RUNNING by a logging cut short)``.
+        """
+        found = self.client.search_runs(
+            [self.experiment_id], f"tags.`{TAG_RUN}` = '{_quote(run)}' and tags.`{TAG_KEY}` = '{_quote(key)}'")
+        done = [r.info.run_id for r in found if r.info.status in ("FINISHED", "FAILED", "KILLED")]
+        partial = [r.info.run_id for r in found if r.info.run_id not in done]
+        return (done[0] if done else None), partial
+
+    def log_trial(self, result: TrialResult, artifacts: list[Path], config_yaml: str | None = None,
+                  run: str = "") -> str:
         """A child run for ``result``: params, per-epoch and final metrics, tags, artifacts.
 
         Params: the effective config flattened, and :func:`derived_params` (k-means anchors).
@@ -145,13 +169,15 @@ class MlflowWriter:
         :func:`outcome_tags` says how training ended and what the baseline was; :func:`efficiency_metrics`
         and the tag ``memory_kind`` give the tested model's cost.  ``config_yaml``: the effective config
         annotated with each value's source (``bench config``), logged as ``config.yaml`` next to
-        ``result.json``.
+        ``result.json``.  ``run``: the ``bench run`` the record belongs to (tag ``bench.run``).
         """
         from mlflow.entities import Metric
 
         tags = {
             "mlflow.parentRunId": self.parent_id or "",
             TAG_KIND: "trial",
+            TAG_RUN: run,
+            TAG_KEY: result.key or "",
             "model": result.model,
             "task": result.task,
             "dataset": result.dataset,
@@ -184,7 +210,7 @@ class MlflowWriter:
         finals = {f"test_{k}": v for k, v in result.metrics.items() if v is not None}
         t = result.timings
         finals.update(train_time_s=t.train_s, total_time_s=t.total_s, data_time_s=t.data_s,
-                      compute_time_s=t.compute_s, metric_time_s=t.metric_s)
+                      compute_time_s=t.compute_s, metric_time_s=t.metric_s, checkpoint_time_s=t.checkpoint_s)
         if t.inference_ms_per_image is not None:
             finals["inference_ms_per_image"] = t.inference_ms_per_image
         if result.num_params is not None:
@@ -218,3 +244,8 @@ class MlflowWriter:
             self.client.log_batch(run_id, params=plist[i : i + 100])
         for i in range(0, len(mlist), 1000):
             self.client.log_batch(run_id, metrics=mlist[i : i + 1000])
+
+
+def _quote(value: str) -> str:
+    """A value inside a single-quoted MLflow filter string."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")

@@ -1,4 +1,9 @@
-"""Pushing stored records to MLflow: inline as trials land, or later with ``bench sync``."""
+"""Pushing stored records to MLflow: inline as trials land, or later with ``bench sync``.
+
+Exactly once: a record is one child run, tagged with its ``bench run`` and trial key.  Pushing it
+again (the server took it but the answer was lost, or an outage cut the logging short) first looks
+for that run: a finished one is adopted, a half-written one is deleted and the record logged anew.
+"""
 
 from __future__ import annotations
 
@@ -31,20 +36,39 @@ def trial_plots(result: TrialResult) -> list[Path]:
     return out
 
 
-def log_record(writer: Any, result: TrialResult, annotated: str | None = None) -> str:
-    """One record as a child run of ``writer``'s current parent; returns the MLflow run id."""
-    return writer.log_trial(result.model_copy(update={"samples": None}), trial_plots(result), annotated)
+def log_record(writer: Any, result: TrialResult, annotated: str | None = None, run: str = "",
+               again: bool = False) -> str:
+    """One record as a child run of ``writer``'s current parent; returns the MLflow run id.
+
+    ``again``: the record may have reached MLflow before (a retry): adopt its finished run if there
+    is one, delete runs a cut-short logging left RUNNING, then log.
+    """
+    if again and result.key:
+        done, partial = writer.find_trial(run, result.key)
+        if done is not None:
+            return done
+        for rid in partial:
+            writer.client.delete_run(rid)
+    return writer.log_trial(result.model_copy(update={"samples": None}), trial_plots(result), annotated, run=run)
 
 
-def sync_pending(store: ResultsStore, writer: Any, on_done: Callable[[str, str | None, str | None], None]) -> int:
-    """Push every record that never reached MLflow; returns how many are still unsynced.
+PARENT_STATUS = {"finished": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
+
+
+def sync_pending(store: ResultsStore, writer: Any, on_done: Callable[[str, str | None, str | None], None],
+                 run: str | None = None, stop_at_error: bool = False) -> int:
+    """Push every record that never reached MLflow (of ``run`` only, if given); returns how many are
+    still unsynced.
 
     Records go under their run's parent run, which is created first when the run never reached
-    MLflow either.  ``on_done(trial_id, mlflow_run_id, error)`` reports each record.
+    MLflow either; a parent the outage left RUNNING gets its run's final status.
+    ``on_done(trial_id, mlflow_run_id, error)`` reports each record.  ``stop_at_error``: the first
+    failure ends the pass (the server is still down; the rest would each wait out the timeouts).
     """
     left = 0
     parents: dict[str, str] = {}
-    for stored in store.unsynced():
+    pending = store.unsynced(run)
+    for n, stored in enumerate(pending):
         info = store.run_info(stored.run)
         try:
             if stored.run not in parents:
@@ -58,11 +82,21 @@ def sync_pending(store: ResultsStore, writer: Any, on_done: Callable[[str, str |
                     store.set_parent(stored.run, parent)
                 parents[stored.run] = parent
             writer.parent_id = parents[stored.run]
-            rid = log_record(writer, store.with_samples(stored))
+            rid = log_record(writer, store.with_samples(stored), run=stored.run, again=True)
         except Exception as exc:  # noqa: BLE001 - report and go on with the next record
             left += 1
             on_done(stored.record.trial_id, None, f"{type(exc).__name__}: {exc}")
+            if stop_at_error:
+                return left + len(pending) - n - 1
             continue
         store.set_synced(stored.id, rid)
         on_done(stored.record.trial_id, rid, None)
+    for name, parent in parents.items():
+        info = store.run_info(name)
+        status = PARENT_STATUS.get(info.status) if info else None
+        if status is not None:  # idempotent: the run's own end may have been lost to the outage
+            try:
+                writer.client.set_terminated(parent, status)
+            except Exception as exc:  # noqa: BLE001 - the records are in; say so and go on
+                on_done(f"run {name}", None, f"parent run not closed: {type(exc).__name__}: {exc}")
     return left

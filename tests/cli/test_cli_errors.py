@@ -75,14 +75,3 @@ def test_job_without_tracking_uri_warns(monkeypatch: pytest.MonkeyPatch) -> None
     assert "MLFLOW_TRACKING_URI" in (job_tracking_warning() or "")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking:5000")
     assert job_tracking_warning() is None
-
-
-def test_unreachable_tracking_server_fails_before_ray(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # discard port: nothing listens
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    code, out = run("run", "unet", "--profile", "smoke")
-    assert code == 2
-    assert "cannot use MLflow at http://127.0.0.1:9" in out
-    import ray
-
-    assert not ray.is_initialized()

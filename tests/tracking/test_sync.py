@@ -49,3 +49,35 @@ def test_sync_command_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     store.add("r", record(key="k"))
     res = CliRunner().invoke(app, ["sync"])
     assert res.exit_code == 0 and "synced 1 of 1" in res.output, res.output
+
+
+def test_sync_adopts_a_run_mlflow_already_took_and_replaces_a_half_written_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exactly once: the answer to a logged record was lost (adopted, not logged twice); an outage cut
+    another record's logging short (the RUNNING leftover is deleted, the record logged anew)."""
+    from mlflow.tracking import MlflowClient
+
+    from bench.tracking.mlflow_writer import MlflowWriter
+    from bench.tracking.sync import log_record, sync_pending
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store = ResultsStore(tmp_path / "results.db")
+    store.start_run("r", "all", "cpu", "sha", "code")
+    writer = MlflowWriter(tmp_path)
+    store.set_parent("r", writer.start_parent("r", tags={}, params={}))
+    a, b = record("a", key="ka"), record("b", key="kb")
+    store.add("r", a)
+    store.add("r", b)
+    taken = log_record(writer, a, run="r")  # MLflow took it; the driver never heard back
+    half = writer.client.create_run(writer.experiment_id, run_name="b@shapes#0",
+                                    tags={"bench.kind": "trial", "bench.run": "r", "bench.trial_key": "kb"}).info.run_id
+    store.finish_run("r", "finished")
+    assert sync_pending(store, writer, lambda *a: None) == 0
+    client = MlflowClient(writer.uri)
+    live = client.search_runs([writer.experiment_id], "tags.`bench.kind` = 'trial'")
+    assert sorted(r.data.tags["bench.trial_key"] for r in live) == ["ka", "kb"]
+    assert all(r.info.status == "FINISHED" for r in live)
+    assert store.cached("ka").record.mlflow_run_id == taken
+    assert client.get_run(half).info.lifecycle_stage == "deleted"
+    assert client.get_run(store.run_info("r").mlflow_parent_id).info.status == "FINISHED"
