@@ -65,7 +65,7 @@ def pull(
     with user_errors():
         root, pins = _pins(names)
         for name, pin in pins:
-            version = dvc_pull(root, pin, force=force)
+            version = dvc_pull(root, pin, force=force, name=name)
             console.print(f"{name}: {root / pin.path}: {version} (matches {pin.dvc_file.name})", highlight=False)
 
 
@@ -87,7 +87,7 @@ def status(names: NamesArg = None) -> None:
                 console.print(f"{name}: {root / pin.path}: not pulled (`bench data pull {name}`)", highlight=False)
                 continue
             try:
-                version = verify(root, pin)
+                version = verify(root, pin, name)
             except DataVersionError as exc:
                 failed = True
                 console.print(f"[red]{name}: {exc}[/]", highlight=False, soft_wrap=True)
