@@ -115,6 +115,14 @@ def mask_size_problem(image: Path, image_wh: tuple[int, int], mask: Path, mask_w
             "a label map must be its image's size: re-export it at that size")
 
 
+def label_mode_problem(path: Path, mode: str) -> str | None:
+    """The problem when a label map is not single-channel (class indices need one value per pixel)."""
+    if mode in ("L", "P", "I", "I;16"):
+        return None
+    return (f"{path}: label map must be single-channel, got mode {mode}; save it as an 8-bit greyscale or palette "
+            "PNG of class indices")
+
+
 def bad_labels_message(path: Path, values: list[int], num_classes: int) -> str:
     """The error for label-map ``values`` that are neither a class (0 .. ``num_classes - 1``) nor 255."""
     return (f"{path}: label values {values} are not classes: the dataset's `classes` list {num_classes - 1} "

@@ -13,7 +13,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from bench.datasets.formats import DatasetFormatError, bad_labels_message, mask_size_problem, open_image
+from bench.datasets.formats import (
+    DatasetFormatError,
+    bad_labels_message,
+    label_mode_problem,
+    mask_size_problem,
+    open_image,
+)
 
 # Random-init models: a fixed, dataset-agnostic scaling of [0, 1] pixels to roughly unit range.
 MEAN, STD = 0.5, 0.25
@@ -40,9 +46,9 @@ def load_labels(path: Path, size: int | None = None) -> torch.Tensor:
 
 def label_tensor(img: Image.Image, path: Path, size: int | None = None) -> torch.Tensor:
     """A decoded label map (``path`` names it in errors) as ``[H, W]`` int64; resized with nearest neighbour."""
-    if img.mode not in ("L", "P", "I", "I;16"):
-        raise ValueError(f"{path}: label map must be single-channel, got mode {img.mode}; save it as an 8-bit "
-                         "greyscale or palette PNG of class indices")
+    problem = label_mode_problem(path, img.mode)
+    if problem:
+        raise DatasetFormatError(problem)
     if size is not None and img.size != (size, size):
         img = img.resize((size, size), Image.NEAREST)
     return torch.from_numpy(np.asarray(img).astype(np.int64))

@@ -1,0 +1,155 @@
+"""``bench data check``: every problem of a dataset in one pass, without training.
+
+The annotation rules are the format adapters' own (``bench.datasets.formats``, called with a
+``problems`` list so they collect instead of raising); this module adds what training only meets
+lazily, file by file: every image (and label map) exists, is non-empty and decodes fully, a COCO
+image record's size is its file's, and a label map is its image's size and holds only class values.
+Torch-free (PIL, NumPy), like the adapters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bench.datasets import DATASETS
+from bench.datasets.formats import (
+    IGNORE_LABEL,
+    ClassificationSplit,
+    DatasetFormatError,
+    DetectionSplit,
+    SegmentationSplit,
+    bad_labels_message,
+    label_mode_problem,
+    mask_size_problem,
+    open_image,
+)
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from bench.config.schema import DatasetConfig
+
+
+@dataclass
+class DatasetCheck:
+    """What checking one dataset found: ``problems`` (one line each), ``notes`` (not problems, e.g. data
+    not pulled) and how many image files were decoded."""
+
+    name: str
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    files: int = 0
+
+
+def _decode(path: Path, problems: list[str]) -> Image.Image | None:
+    """The decoded image, or None with its problem collected."""
+    try:
+        return open_image(path)
+    except DatasetFormatError as exc:
+        problems.append(str(exc))
+        return None
+
+
+def check_classification(split: ClassificationSplit, problems: list[str]) -> int:
+    """Decode every image of an image-folder split; returns the files decoded."""
+    for path in split.paths:
+        _decode(path, problems)
+    return len(split.paths)
+
+
+def check_detection(split: DetectionSplit, source: str, problems: list[str]) -> int:
+    """Decode every image a COCO dict lists; its record's ``width``/``height`` must be the file's."""
+    for im in split.gt["images"]:
+        if not isinstance(im, dict) or "file_name" not in im:
+            continue  # reported by check_coco
+        path = split.image_root / im["file_name"]
+        img = _decode(path, problems)
+        want = (im.get("width"), im.get("height"))
+        if img is not None and None not in want and tuple(img.size) != want:
+            problems.append(f"{source}: image id={im.get('id')} ({im['file_name']}): the record says "
+                            f"{want[0]}x{want[1]} but {path} is {img.size[0]}x{img.size[1]}; set the record's width "
+                            "and height to the file's (boxes are in its pixels)")
+    return len(split.gt["images"])
+
+
+def check_segmentation(split: SegmentationSplit, num_classes: int, problems: list[str]) -> int:
+    """Decode every image and label map: same size, single channel, values ``0 .. num_classes - 1`` or 255."""
+    for image_path, mask_path in zip(split.images, split.masks, strict=True):
+        image, mask = _decode(image_path, problems), _decode(mask_path, problems)
+        if image is None or mask is None:
+            continue
+        problem = mask_size_problem(image_path, image.size, mask_path, mask.size) or label_mode_problem(
+            mask_path, mask.mode)
+        if problem:
+            problems.append(problem)
+            continue
+        values = np.unique(np.asarray(mask))
+        bad = values[((values >= num_classes) & (values != IGNORE_LABEL)) | (values < 0)]
+        if bad.size:
+            problems.append(bad_labels_message(mask_path, [int(v) for v in bad[:10]], num_classes))
+    return 2 * len(split.images)
+
+
+def _views(ds: DatasetConfig) -> dict[tuple[str, str, tuple[tuple[str, str], ...]], str]:
+    """The dataset's distinct views (format, path, layout options) -> a task that reads it; shapes' detection
+    and instance-segmentation views are one COCO folder, checked once."""
+    out: dict[tuple[str, str, tuple[tuple[str, str], ...]], str] = {}
+    for task, view in ds.views.items():
+        out.setdefault((view.format, view.path, tuple(sorted(view.adapter_options().items()))), task)
+    return out
+
+
+def check_split(ds: DatasetConfig, root: Path, key: tuple[str, str, tuple[tuple[str, str], ...]], split: str,
+                problems: list[str]) -> int:
+    """One split of one view: the adapter's rules (collected), then its files; returns the files decoded."""
+    fmt, path, options = key
+    adapter = DATASETS.get(fmt).obj
+    record: Any = adapter(root / path, split, list(ds.classes), problems=problems, **dict(options))
+    if isinstance(record, ClassificationSplit):
+        return check_classification(record, problems)
+    if isinstance(record, DetectionSplit):
+        return check_detection(record, f"{root / path} ({fmt} split {split!r})", problems)
+    return check_segmentation(record, len(ds.classes) + 1, problems)  # label 0 is the background
+
+
+def dataset_root(ds: DatasetConfig, project: Path) -> Path:
+    """The dataset's folder: ``root`` as given when absolute, else under the project."""
+    root = Path(ds.root)
+    return root if root.is_absolute() else project / root
+
+
+def check_dataset(project: Path, ds: DatasetConfig, name: str, *, required: bool) -> DatasetCheck:
+    """Every problem of dataset ``ds`` (``name``: how the user named it, used in fixes).
+
+    A pinned dataset that was never pulled is a note ("not present"), or a problem when ``required``
+    (named on the command line).  A pinned dataset on disk is also checked against its pin.
+    """
+    out = DatasetCheck(name)
+    root = dataset_root(ds, project)
+    if not root.is_dir():
+        if ds.dvc_file:
+            (out.problems if required else out.notes).append(
+                f"{root}: not present: run `bench data pull {name}`")
+        else:
+            out.problems.append(f"{root}: dataset folder missing; set `root:` in {ds.source or name} to the folder")
+        return out
+    if ds.dvc_file:
+        _check_pin(project, ds, name, out.problems)
+    for key in _views(ds):
+        for split in dict.fromkeys(ds.splits.values()):
+            out.files += check_split(ds, root, key, split, out.problems)
+    return out
+
+
+def _check_pin(project: Path, ds: DatasetConfig, name: str, problems: list[str]) -> None:
+    """The files against the version ``datasets.dvc`` pins (a stat walk when nothing changed)."""
+    from bench.datasets.versioning import DataVersionError, read_pin, verify
+
+    try:
+        verify(project, read_pin(project / str(ds.dvc_file), ds.root, project), name)
+    except DataVersionError as exc:
+        problems.append(str(exc))
