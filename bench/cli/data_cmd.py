@@ -236,7 +236,7 @@ def _print_check(results: list[DatasetCheck]) -> None:
         if notes and not r.files and not r.problems:
             typer.echo(f"{r.name}: not checked ({notes})")
             continue
-        typer.echo(f"{r.name}: {r.files} files decoded, {_count(len(r.problems), 'problem')}"
+        typer.echo(f"{r.name}: {r.files} files checked, {_count(len(r.problems), 'problem')}"
                    + (f"; {notes}" if notes else ""))
     total = sum(len(r.problems) for r in results)
     typer.echo(f"{_count(total, 'problem')} in {_count(len(results), 'dataset')}")

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 @dataclass
 class DatasetCheck:
     """What checking one dataset found: ``problems`` (one line each), ``notes`` (not problems, e.g. data
-    not pulled) and how many image files were decoded."""
+    not pulled) and how many files were decoded."""
 
     name: str
     problems: list[str] = field(default_factory=list)
@@ -45,53 +45,70 @@ class DatasetCheck:
     files: int = 0
 
 
-def _decode(path: Path, problems: list[str]) -> Image.Image | None:
-    """The decoded image, or None with its problem collected."""
-    try:
-        return open_image(path)
-    except DatasetFormatError as exc:
-        problems.append(str(exc))
-        return None
+@dataclass
+class Files:
+    """Decodes each file once per dataset and collects its problems: views and splits share image files
+    (shapes' COCO and masks views, VOC's trainval and train), and one broken file is one problem."""
+
+    problems: list[str]
+    sizes: dict[Path, tuple[int, int] | None] = field(default_factory=dict)  # None: did not decode
+    masks: int = 0  # label maps decoded (not cached: their values are checked against each view's classes)
+
+    @property
+    def decoded(self) -> int:
+        return len(self.sizes) + self.masks
+
+    def size(self, path: Path) -> tuple[int, int] | None:
+        """``(width, height)`` of the decoded image, or None with its problem collected (once)."""
+        if path not in self.sizes:
+            img = self.decode(path)
+            self.sizes[path] = None if img is None else img.size
+        return self.sizes[path]
+
+    def decode(self, path: Path) -> Image.Image | None:
+        """The decoded image, or None with its problem collected."""
+        try:
+            return open_image(path)
+        except DatasetFormatError as exc:
+            self.problems.append(str(exc))
+            return None
 
 
-def check_classification(split: ClassificationSplit, problems: list[str]) -> int:
-    """Decode every image of an image-folder split; returns the files decoded."""
+def check_classification(split: ClassificationSplit, files: Files) -> None:
+    """Decode every image of an image-folder split."""
     for path in split.paths:
-        _decode(path, problems)
-    return len(split.paths)
+        files.size(path)
 
 
-def check_detection(split: DetectionSplit, source: str, problems: list[str]) -> int:
+def check_detection(split: DetectionSplit, source: str, files: Files) -> None:
     """Decode every image a COCO dict lists; its record's ``width``/``height`` must be the file's."""
     for im in split.gt["images"]:
         if not isinstance(im, dict) or "file_name" not in im:
             continue  # reported by check_coco
         path = split.image_root / im["file_name"]
-        img = _decode(path, problems)
-        want = (im.get("width"), im.get("height"))
-        if img is not None and None not in want and tuple(img.size) != want:
-            problems.append(f"{source}: image id={im.get('id')} ({im['file_name']}): the record says "
-                            f"{want[0]}x{want[1]} but {path} is {img.size[0]}x{img.size[1]}; set the record's width "
-                            "and height to the file's (boxes are in its pixels)")
-    return len(split.gt["images"])
+        size, want = files.size(path), (im.get("width"), im.get("height"))
+        if size is not None and None not in want and tuple(size) != want:
+            files.problems.append(
+                f"{source}: image id={im.get('id')} ({im['file_name']}): the record says {want[0]}x{want[1]} but "
+                f"{path} is {size[0]}x{size[1]}; set the record's width and height to the file's (boxes are in its "
+                "pixels)")
 
 
-def check_segmentation(split: SegmentationSplit, num_classes: int, problems: list[str]) -> int:
+def check_segmentation(split: SegmentationSplit, num_classes: int, files: Files) -> None:
     """Decode every image and label map: same size, single channel, values ``0 .. num_classes - 1`` or 255."""
     for image_path, mask_path in zip(split.images, split.masks, strict=True):
-        image, mask = _decode(image_path, problems), _decode(mask_path, problems)
-        if image is None or mask is None:
+        size, mask = files.size(image_path), files.decode(mask_path)
+        files.masks += 1
+        if size is None or mask is None:
             continue
-        problem = mask_size_problem(image_path, image.size, mask_path, mask.size) or label_mode_problem(
-            mask_path, mask.mode)
+        problem = mask_size_problem(image_path, size, mask_path, mask.size) or label_mode_problem(mask_path, mask.mode)
         if problem:
-            problems.append(problem)
+            files.problems.append(problem)
             continue
         values = np.unique(np.asarray(mask))
         bad = values[((values >= num_classes) & (values != IGNORE_LABEL)) | (values < 0)]
         if bad.size:
-            problems.append(bad_labels_message(mask_path, [int(v) for v in bad[:10]], num_classes))
-    return 2 * len(split.images)
+            files.problems.append(bad_labels_message(mask_path, [int(v) for v in bad[:10]], num_classes))
 
 
 def _views(ds: DatasetConfig) -> dict[tuple[str, str, tuple[tuple[str, str], ...]], str]:
@@ -104,16 +121,17 @@ def _views(ds: DatasetConfig) -> dict[tuple[str, str, tuple[tuple[str, str], ...
 
 
 def check_split(ds: DatasetConfig, root: Path, key: tuple[str, str, tuple[tuple[str, str], ...]], split: str,
-                problems: list[str]) -> int:
-    """One split of one view: the adapter's rules (collected), then its files; returns the files decoded."""
+                files: Files) -> None:
+    """One split of one view: the adapter's rules (collected), then its files."""
     fmt, path, options = key
     adapter = DATASETS.get(fmt).obj
-    record: Any = adapter(root / path, split, list(ds.classes), problems=problems, **dict(options))
+    record: Any = adapter(root / path, split, list(ds.classes), problems=files.problems, **dict(options))
     if isinstance(record, ClassificationSplit):
-        return check_classification(record, problems)
-    if isinstance(record, DetectionSplit):
-        return check_detection(record, f"{root / path} ({fmt} split {split!r})", problems)
-    return check_segmentation(record, len(ds.classes) + 1, problems)  # label 0 is the background
+        check_classification(record, files)
+    elif isinstance(record, DetectionSplit):
+        check_detection(record, f"{root / path} ({fmt} split {split!r})", files)
+    else:
+        check_segmentation(record, len(ds.classes) + 1, files)  # label 0 is the background
 
 
 def dataset_root(ds: DatasetConfig, project: Path) -> Path:
@@ -139,9 +157,11 @@ def check_dataset(project: Path, ds: DatasetConfig, name: str, *, required: bool
         return out
     if ds.dvc_file:
         _check_pin(project, ds, name, out.problems)
+    files = Files(out.problems)
     for key in _views(ds):
         for split in dict.fromkeys(ds.splits.values()):
-            out.files += check_split(ds, root, key, split, out.problems)
+            check_split(ds, root, key, split, files)
+    out.files = files.decoded
     return out
 
 
