@@ -229,9 +229,9 @@ def _blame_sample(msg: str, ids: list[str], gt: Path, pred: Path, line_of: dict[
     sample_id = ids[int(msg.split("#")[1].split(":")[0])]
     what = msg.split(":", 1)[1].strip()
     if "NaN" in what:
-        return InputFailure(f"{pred} line {line_of[sample_id]} (id={sample_id!r}): {what}; every score must be a "
+        return InputFailure(f"{pred} line {line_of[sample_id]}: id {sample_id!r}: {what}; every score must be a "
                             "finite number (fix or drop that row)")
-    return InputFailure(f"{gt} (id={sample_id!r}): {what}; labels are class indices 0..C-1")
+    return InputFailure(f"{gt}: id {sample_id!r}: {what}; labels are class indices 0..C-1")
 
 
 @app.command(no_args_is_help=True)

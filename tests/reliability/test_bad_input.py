@@ -270,7 +270,7 @@ CASES: list[tuple[str, Callable[[Path], str], list[str]]] = [
     ("nan-detection-prediction", eval_detection_nan,
      [r"dets\.json: prediction #1 \(image_id=2\): score is NaN; every prediction needs a finite score"]),
     ("nan-classification-score", eval_classification_nan,
-     [r"scores\.csv line 3 \(id='b'\): scores contain NaN or inf; every score must be a finite number"]),
+     [r"scores\.csv line 3: id 'b': scores contain NaN or inf; every score must be a finite number"]),
     ("yaml-typo", yaml_typo,
      [r"mine\.yaml: unknown key 'views\.detection\.annotatons'; did you mean 'annotations'\? valid keys: annotations"]),
     ("yaml-typo-in-include", yaml_typo_in_include,
