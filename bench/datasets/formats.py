@@ -365,6 +365,7 @@ class VocObject:
     name: str
     box: tuple[float, float, float, float]
     difficult: bool
+    index: int = 0  # its position among the file's <object>s, named in errors
 
 
 @dataclass(frozen=True)
@@ -449,11 +450,11 @@ def parse_voc_xml(path: Path, classes: list[str] | None, problems: Problems = No
     objects = []
     for i, obj in enumerate(root.findall("object")):
         with record_errors(problems):
-            objects.append(_voc_object(obj, f"{path}: object #{i}", classes))
+            objects.append(_voc_object(obj, i, f"{path}: object #{i}", classes))
     return VocRecord((root.findtext("filename") or "").strip(), width, height, objects)
 
 
-def _voc_object(obj: ET.Element, where: str, classes: list[str] | None) -> VocObject:
+def _voc_object(obj: ET.Element, index: int, where: str, classes: list[str] | None) -> VocObject:
     """One ``<object>``: its class must be one of ``classes`` (None: any) and its box not inverted."""
     name = _text(obj, "name", where)
     if classes is not None and name not in classes:
@@ -468,7 +469,7 @@ def _voc_object(obj: ET.Element, where: str, classes: list[str] | None) -> VocOb
     if box[2] < box[0] or box[3] < box[1]:
         raise DatasetFormatError(f"{where} ({name}): xmax < xmin or ymax < ymin in <bndbox> {box} (a negative "
                                  "size); fix the box: VOC boxes are xmin, ymin, xmax, ymax")
-    return VocObject(name, box, _flag(obj, "difficult", f"{where} ({name})"))  # type: ignore[arg-type]
+    return VocObject(name, box, _flag(obj, "difficult", f"{where} ({name})"), index)  # type: ignore[arg-type]
 
 
 def voc_box_to_coco(box: tuple[float, float, float, float], width: int, height: int) -> list[float]:
@@ -511,14 +512,14 @@ def voc_image_size(path: Path, record: VocRecord, xml: Path) -> tuple[int, int]:
     return actual
 
 
-def _voc_outside_problem(xml: Path, i: int, obj: VocObject, width: int, height: int) -> str | None:
+def _voc_outside_problem(xml: Path, obj: VocObject, width: int, height: int) -> str | None:
     """The problem when a VOC box (1-based inclusive) lies more than ``BOX_TOLERANCE`` px outside its image,
     or entirely outside it; a 0-based exporter's box (``xmin`` 0) is within the tolerance."""
     t = BOX_TOLERANCE
     x0, y0, x1, y1 = obj.box
     coco = voc_box_to_coco(obj.box, width, height)
     if x0 - 1 < -t or y0 - 1 < -t or x1 > width + t or y1 > height + t or coco[2] <= 0 or coco[3] <= 0:
-        return (f"{xml}: object #{i} ({obj.name}) box {obj.box} lies outside the {width}x{height} image; fix "
+        return (f"{xml}: object #{obj.index} ({obj.name}) box {obj.box} lies outside the {width}x{height} image; fix "
                 "<bndbox> (1-based pixel indices within <size>)")
     return None
 
@@ -577,8 +578,8 @@ def _voc_image(
     image = find_voc_image(view_root / "JPEGImages", record, voc_id, xml)
     width, height = voc_image_size(image, record, xml)
     objects = []
-    for i, obj in enumerate(record.objects):
-        problem = _voc_outside_problem(xml, i, obj, width, height)
+    for obj in record.objects:
+        problem = _voc_outside_problem(xml, obj, width, height)
         if problem:
             report(problems, problem)
             continue
