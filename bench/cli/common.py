@@ -47,11 +47,14 @@ def catalog() -> tuple[Path, Catalog]:
 
 def open_store(root: Path) -> ResultsStore:
     """The results store (``$BENCH_RESULTS`` or ``<project>/results/results.db``), or exit 2 naming the path."""
-    from bench.results.store import ResultsStore, default_path
+    from bench.results.store import ResultsStore, StoreVersionError, default_path
 
     path = default_path(root)
     try:
         return ResultsStore(path)
+    except StoreVersionError as exc:  # names the file and the fix itself
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     except Exception as exc:  # noqa: BLE001 - sqlite3 and OS errors alike: name the file and stop
         err_console.print(f"[bold red]error:[/] cannot open the results store {path}: {type(exc).__name__}: {exc}. "
                           "Set BENCH_RESULTS to a writable file.", highlight=False, soft_wrap=True)

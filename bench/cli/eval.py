@@ -52,6 +52,18 @@ def _load_json(path: Path, what: str) -> Any:
         raise InputFailure(f"{what} file {path} is not valid JSON: {e}") from None
 
 
+def _with_file(err: MetricInputError, gt: Path, pred: Path) -> InputFailure:
+    """The metric engine's message (``prediction #3 (image_id=7): score is NaN``) with the file it is about
+    and the fix: the engine sees records, not files."""
+    msg = str(err)
+    if msg.startswith("prediction"):
+        return InputFailure(f"{pred}: {msg}; every prediction needs a finite score and box (fix or drop that "
+                            "record, e.g. a NaN from a diverged model)")
+    if msg.startswith(("ground truth", "ground-truth", "category")):
+        return InputFailure(f"{gt}: {msg}; fix that ground-truth record")
+    return InputFailure(msg)
+
+
 def _write(result: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
@@ -119,8 +131,11 @@ def detection(
 
         if iou_type not in ("bbox", "segm"):
             raise InputFailure(f"--iou-type must be bbox or segm, got {iou_type!r}")
-        res = evaluate_coco(_load_json(gt, "ground truth"), _load_json(pred, "prediction"),
-                            iou_type=iou_type, voc_iou=voc_iou, voc_legacy_coords=voc_legacy_coords)
+        try:
+            res = evaluate_coco(_load_json(gt, "ground truth"), _load_json(pred, "prediction"),
+                                iou_type=iou_type, voc_iou=voc_iou, voc_legacy_coords=voc_legacy_coords)
+        except MetricInputError as e:
+            raise _with_file(e, gt, pred) from None
         _write(res, out)
         head = {k: res[k] for k in (*COCO_STAT_KEYS, "mAP11", "mAPall")}
         _print_table(f"detection ({iou_type})", head, ["num_gt", "num_pred", "AP", "AP50", "AP11", "APall"],
@@ -207,6 +222,18 @@ def _read_csv(path: Path, what: str) -> tuple[list[str], list[list[str]]]:
     return [h.strip() for h in rows[0]], rows[1:]
 
 
+def _blame_sample(msg: str, ids: list[str], gt: Path, pred: Path, line_of: dict[str, int]) -> InputFailure:
+    """``sample #i: ...`` of the metric engine as the file, line and id it came from, with the fix."""
+    if not msg.startswith("sample #"):
+        return InputFailure(msg)
+    sample_id = ids[int(msg.split("#")[1].split(":")[0])]
+    what = msg.split(":", 1)[1].strip()
+    if "NaN" in what:
+        return InputFailure(f"{pred} line {line_of[sample_id]}: id {sample_id!r}: {what}; every score must be a "
+                            "finite number (fix or drop that row)")
+    return InputFailure(f"{gt}: id {sample_id!r}: {what}; labels are class indices 0..C-1")
+
+
 @app.command(no_args_is_help=True)
 def classification(
     gt: Annotated[Path, typer.Option("--gt", help="LABELS.csv: header 'id,label'.")],
@@ -278,11 +305,7 @@ def classification(
         try:
             ev.update(s, y)
         except MetricInputError as e:
-            msg = str(e)
-            if msg.startswith("sample #"):
-                idx = int(msg.split("#")[1].split(":")[0])
-                msg = f"id {ids[idx]!r}:{msg.split(':', 1)[1]}"
-            raise InputFailure(msg) from None
+            raise _blame_sample(str(e), ids, gt, pred, line_of={k: i for i, k in enumerate(scores, start=2)}) from None
         res = ev.compute()
         _write(res, out)
         head = {k: v for k, v in res.items() if k not in ("per_class", "confusion_matrix", "spec")}

@@ -17,6 +17,7 @@ Benchmark computer-vision architectures on versioned data, on Ray, tracked in ML
 Typical session:
   bench list                          what can run (models, datasets, suites, profiles)
   bench data pull                     fetch the DVC-pinned datasets
+  bench data check                    every problem of every dataset (annotations, images, masks) at once
   bench config resnet18 --profile gpu the effective config of a trial, and where each value came from
   bench run all                       train + evaluate every model (profile: cpu, or gpu with CUDA)
   bench run unet --profile smoke      one model, plumbing-only schedule

@@ -98,19 +98,19 @@ def _one_size_key(merged: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]
 
 
 def _submodel(cls: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The schema class that owns the last element of ``loc`` (for listing valid keys)."""
+    """The schema class that owns the last element of ``loc`` (for listing valid keys).
+
+    A ``dict[K, V]`` field consumes one element of ``loc`` (the key) and continues in ``V``, so
+    ``views.detection.annotatons`` lists ``DatasetView``'s keys.
+    """
     cur: Any = cls
     for part in loc[:-1]:
-        if not (isinstance(cur, type) and issubclass(cur, BaseModel)):
-            return None
-        if isinstance(part, str) and part in cur.model_fields:
-            cur = _unwrap(cur.model_fields[part].annotation)
-        elif get_origin(cur) is dict:
+        if get_origin(cur) is dict:
             cur = _unwrap(get_args(cur)[1])
+        elif isinstance(cur, type) and issubclass(cur, BaseModel) and part in cur.model_fields:
+            cur = _unwrap(cur.model_fields[part].annotation)
         else:
             return None
-        if get_origin(cur) is dict and not isinstance(part, str):
-            cur = _unwrap(get_args(cur)[1])
     return cur if isinstance(cur, type) and issubclass(cur, BaseModel) else None
 
 
@@ -122,32 +122,47 @@ def _unwrap(tp: Any) -> Any:
     return tp
 
 
-def format_validation_error(path: Path, cls: type[BaseModel], err: ValidationError) -> str:
-    """One line per problem: file, dotted key, what is wrong and the valid choices."""
+def _file_of(key: str, path: Path, origins: Mapping[str, str] | None) -> str:
+    """The file that wrote ``key`` (or a key under it): the included file when it came from there."""
+    for dotted, origin in (origins or {}).items():
+        if dotted == key or dotted.startswith(key + "."):
+            return origin
+    return str(path)
+
+
+def format_validation_error(
+    path: Path, cls: type[BaseModel], err: ValidationError, origins: Mapping[str, str] | None = None
+) -> str:
+    """One line per problem: file (the included one when the key came from there), dotted key, what is
+    wrong and the valid choices."""
     lines = []
     for e in err.errors():
         loc = tuple(e["loc"])
         key = ".".join(str(p) for p in loc) or "(top level)"
+        where = _file_of(key, path, origins)
         if e["type"] == "extra_forbidden":
             owner = _submodel(cls, loc)
             valid = sorted(owner.model_fields) if owner else []
             hint = closest(str(loc[-1]), valid)
-            msg = f"{path}: unknown key '{key}'"
+            msg = f"{where}: unknown key '{key}'"
             if hint:
                 msg += f"; did you mean '{hint[0]}'?"
             lines.append(msg + f" valid keys: {', '.join(valid)}")
         else:
             got = e.get("input")
-            lines.append(f"{path}: key '{key}': {e['msg']} (got {got!r})")
+            lines.append(f"{where}: key '{key}': {e['msg']} (got {got!r})")
     return "\n".join(lines)
 
 
-def validate(path: Path, cls: type[S], data: dict[str, Any]) -> S:
-    """Validate ``data`` read from ``path`` against ``cls`` or raise ConfigError."""
+def validate(path: Path, cls: type[S], data: dict[str, Any], origins: Mapping[str, str] | None = None) -> S:
+    """Validate ``data`` read from ``path`` against ``cls`` or raise ConfigError.
+
+    ``origins`` (dotted key -> file, from :func:`read_yaml_origins`) names an included file in errors.
+    """
     try:
         return cls.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(path, cls, err)) from None
+        raise ConfigError(format_validation_error(path, cls, err, origins)) from None
 
 
 def load(path: Path, cls: type[S], **defaults: Any) -> S:
@@ -158,7 +173,7 @@ def load(path: Path, cls: type[S], **defaults: Any) -> S:
     data, origins = read_yaml_origins(path)
     for key, val in defaults.items():
         data.setdefault(key, val)
-    obj = validate(path, cls, data)
+    obj = validate(path, cls, data, origins)
     if hasattr(obj, "_origins"):
         obj._source = display_path(path)  # type: ignore[attr-defined]
         obj._origins = origins  # type: ignore[attr-defined]

@@ -24,8 +24,6 @@ def probe_image_size(dataset: DatasetConfig, task: str, project: Path | None = N
     """The larger side (px) of the first training image of ``dataset``'s ``task`` view, or None when the
     data is not on disk.  COCO views read the annotation file's first image record, VOC views the first
     listed image's XML <size>."""
-    from PIL import Image
-
     from bench.paths import project_root
 
     root = Path(dataset.root)
@@ -55,8 +53,9 @@ def probe_image_size(dataset: DatasetConfig, task: str, project: Path | None = N
         first = _first_image(base / split)
     if first is None or not first.is_file():
         return None
-    with Image.open(first) as img:
-        return int(max(img.size))
+    from bench.datasets.formats import image_size
+
+    return int(max(image_size(first)))
 
 
 def _voc_size(base: Path, split: str) -> int | None:

@@ -227,13 +227,22 @@ def describe_difference(project: Path, pin: Pin, entries: list[dict[str, str]]) 
     return "; ".join(parts)
 
 
-def verify(project: Path, pin: Pin) -> str:
-    """Check the data against its pin; return the dataset version or raise DataVersionError."""
+def dataset_name(pin: Pin, name: str | None) -> str:
+    """The name a fix should use: the dataset's catalog name, else its folder's (``datasets/mnist`` -> mnist)."""
+    return name or Path(pin.path).name
+
+
+def verify(project: Path, pin: Pin, name: str | None = None) -> str:
+    """Check the data against its pin; return the dataset version or raise DataVersionError.
+
+    ``name``: the dataset's name (catalog name or YAML path) for the fix the error gives.
+    """
     data = project / pin.path
     pin_file = os.path.relpath(pin.dvc_file, project)
+    name = dataset_name(pin, name)
     if not data.is_dir():
         raise DataVersionError(
-            f"{data} is missing. Run `bench data pull` (or `dvc pull {pin.path}`) to fetch "
+            f"{data} is missing. Run `bench data pull {name}` (or `dvc pull {pin.path}`) to fetch "
             f"the version pinned in {pin_file}."
         )
     summary, table = _stat_cache_files(project, data)
@@ -247,9 +256,9 @@ def verify(project: Path, pin: Pin) -> str:
     if found != pin.md5:
         detail = describe_difference(project, pin, entries)
         raise DataVersionError(
-            f"{data} does not match {pin_file}: pinned md5 {pin.md5}, found {found}"
+            f"{data}: dataset {name!r} does not match {pin_file}: pinned md5 {pin.md5}, found {found}"
             + (f" ({detail})" if detail else "")
-            + ". To restore the pinned data run `bench data pull --force`; if you changed the data on "
+            + f". To restore the pinned data run `bench data pull {name} --force`; if you changed the data on "
             f"purpose, version it with `dvc add {pin.path} && dvc push` and commit {pin_file}."
         )
     _write_json(summary, {"fingerprint": fingerprint, "md5": found})
@@ -272,7 +281,7 @@ def dvc(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def pull(project: Path, pin: Pin, *, force: bool = False) -> str:
+def pull(project: Path, pin: Pin, *, force: bool = False, name: str | None = None) -> str:
     """Fetch one pinned dataset through DVC into a node-local cache, then verify it.
 
     Only ``pin.path`` is pulled (a granular DVC target), never the other datasets of the same
@@ -285,7 +294,7 @@ def pull(project: Path, pin: Pin, *, force: bool = False) -> str:
     with FileLock(str(lock_dir / "data.lock"), timeout=1800):
         data = project / pin.path
         if data.is_dir() and not force:
-            return verify(project, pin)
+            return verify(project, pin, name)
         cache = _node_cache()
         cache.mkdir(parents=True, exist_ok=True)
         # The cache location is node-specific, so it goes in config.local (never committed).
@@ -297,18 +306,18 @@ def pull(project: Path, pin: Pin, *, force: bool = False) -> str:
         if force:
             args.append("--force")
         dvc(project, *args)
-        return verify(project, pin)
+        return verify(project, pin, name)
 
 
-def ensure(project: Path, pin: Pin) -> str:
+def ensure(project: Path, pin: Pin, name: str | None = None) -> str:
     """The pinned data is present and intact on this node: pull when missing, refuse when modified.
 
     A failed check is repeated under the pull lock before it counts: another trial on this node
-    may be halfway through pulling the same dataset.
+    may be halfway through pulling the same dataset.  ``name`` names the dataset in the fix.
     """
     if (project / pin.path).is_dir():
         try:
-            return verify(project, pin)
+            return verify(project, pin, name)
         except DataVersionError:
             pass
-    return pull(project, pin)
+    return pull(project, pin, name=name)

@@ -13,6 +13,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from bench.datasets.formats import (
+    DatasetFormatError,
+    bad_labels_message,
+    label_mode_problem,
+    mask_size_problem,
+    open_image,
+)
+
 # Random-init models: a fixed, dataset-agnostic scaling of [0, 1] pixels to roughly unit range.
 MEAN, STD = 0.5, 0.25
 IGNORE_INDEX = 255  # a label-map value that no loss or metric scores
@@ -20,7 +28,12 @@ IGNORE_INDEX = 255  # a label-map value that no loss or metric scores
 
 def load_rgb(path: Path, size: int | None = None) -> torch.Tensor:
     """``[3, H, W]`` float in [0, 1]; resized (bilinear) to ``size`` x ``size`` when given."""
-    img = Image.open(path).convert("RGB")
+    return rgb_tensor(open_image(path), size)
+
+
+def rgb_tensor(img: Image.Image, size: int | None = None) -> torch.Tensor:
+    """A decoded image as ``[3, H, W]`` float in [0, 1]; resized (bilinear) to ``size`` x ``size`` when given."""
+    img = img.convert("RGB")
     if size is not None and img.size != (size, size):
         img = img.resize((size, size), Image.BILINEAR)
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
@@ -28,9 +41,14 @@ def load_rgb(path: Path, size: int | None = None) -> torch.Tensor:
 
 def load_labels(path: Path, size: int | None = None) -> torch.Tensor:
     """``[H, W]`` int64 label map; resized with nearest neighbour (labels must not blend)."""
-    img = Image.open(path)
-    if img.mode not in ("L", "P", "I", "I;16"):
-        raise ValueError(f"{path}: label map must be single-channel, got mode {img.mode}")
+    return label_tensor(open_image(path), path, size)
+
+
+def label_tensor(img: Image.Image, path: Path, size: int | None = None) -> torch.Tensor:
+    """A decoded label map (``path`` names it in errors) as ``[H, W]`` int64; resized with nearest neighbour."""
+    problem = label_mode_problem(path, img.mode)
+    if problem:
+        raise DatasetFormatError(problem)
     if size is not None and img.size != (size, size):
         img = img.resize((size, size), Image.NEAREST)
     return torch.from_numpy(np.asarray(img).astype(np.int64))
@@ -131,10 +149,16 @@ class SegmentationDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        labels = load_labels(self.masks[i], self.size)
+        image, mask = open_image(self.images[i]), open_image(self.masks[i])
+        # Both are resized to the input size below, so a label map of another size would be stretched
+        # onto its image without a word: refuse it here, naming both files.
+        problem = mask_size_problem(self.images[i], image.size, self.masks[i], mask.size)
+        if problem:
+            raise DatasetFormatError(problem)
+        labels = label_tensor(mask, self.masks[i], self.size)
         if self.num_classes is not None:
             check_labels(labels, self.num_classes, self.masks[i])
-        x, y = augment(load_rgb(self.images[i], self.size), labels, self.ops)
+        x, y = augment(rgb_tensor(image, self.size), labels, self.ops)
         if self.tile is not None and self.tile < self.size:
             top, left = (int(v) for v in torch.randint(0, self.size - self.tile + 1, (2,)))
             x = x[:, top:top + self.tile, left:left + self.tile]
@@ -158,11 +182,7 @@ def check_labels(labels: torch.Tensor, num_classes: int, path: Path) -> None:
     ``num_classes - 1``) nor ``IGNORE_INDEX``."""
     bad = labels[((labels >= num_classes) & (labels != IGNORE_INDEX)) | (labels < 0)]
     if bad.numel():
-        values = sorted({int(v) for v in bad.unique()[:10]})
-        raise ValueError(
-            f"{path}: label values {values} are not classes: the dataset's `classes` list {num_classes - 1} "
-            f"names, so a label map holds 0 (background) to {num_classes - 1}, or {IGNORE_INDEX} for pixels "
-            "to ignore; add the missing class names to the dataset YAML or remap those values")
+        raise DatasetFormatError(bad_labels_message(path, sorted({int(v) for v in bad.unique()[:10]}), num_classes))
 
 
 class DetectionDataset(Dataset):

@@ -283,9 +283,9 @@ def load_or_compute(
 
 
 def _load_uint8(path: Path) -> np.ndarray:
-    from PIL import Image
+    from bench.datasets.formats import open_image
 
-    return np.asarray(Image.open(path).convert("RGB"), dtype=np.uint8)
+    return np.asarray(open_image(path).convert("RGB"), dtype=np.uint8)
 
 
 def _read(path: Path, ids: list[int]) -> dict[int, np.ndarray] | None:

@@ -273,7 +273,7 @@ def train_and_test(
     spec = TASKS.get(cfg.task).meta
     task: Task = task_impl(cfg.task)(cfg, dataset_root)
     model = task.build_model()
-    transfer = apply_transfer(model, cfg.train.transfer, project or Path.cwd())
+    transfer = apply_transfer(model, cfg.train.transfer, project or Path.cwd(), cfg.builder)
     model = model.to(device)
     num_params = sum(p.numel() for p in model.parameters())
     train_ds = subsample(task.dataset("train", train=True), cfg.train.max_train_images, cfg.seed)

@@ -49,11 +49,29 @@ def _under(param: str, prefixes: list[str]) -> bool:
     return any(param == p or param.startswith(p + ".") for p in prefixes)
 
 
-def load_backbone(model: nn.Module, path: Path) -> dict[str, list[str]]:
+def checkpoint_writer(state: Any) -> tuple[str | None, str | None]:
+    """``(model config name, builder)`` that wrote a bench checkpoint, from its ``config``; Nones when the
+    file does not say (a plain state dict, or a checkpoint from elsewhere)."""
+    cfg = state.get("config") if isinstance(state, dict) else None
+    if not isinstance(cfg, dict):
+        return None, None
+    model, builder = cfg.get("model"), cfg.get("builder") or cfg.get("model")
+    return (model if isinstance(model, str) else None), (builder if isinstance(builder, str) else None)
+
+
+def _writer_text(model: str | None, builder: str | None) -> str:
+    if model is None and builder is None:
+        return ""
+    return f" (written by model {model!r}" + (f", builder {builder!r}" if builder and builder != model else "") + ")"
+
+
+def load_backbone(model: nn.Module, path: Path, builder: str | None = None) -> dict[str, list[str]]:
     """Load a local state dict (or checkpoint with a ``model`` key) into ``model`` except its head.
 
-    Returns ``{"loaded": [...], "skipped": [...]}`` tensor names (skipped: head, unknown or
-    shape-mismatched).
+    ``builder``: the registered architecture of ``model``; a bench checkpoint whose ``config`` names
+    another builder is refused (its tensors would load where names and shapes happen to agree, and
+    the rest would be skipped without a word).  Returns ``{"loaded": [...], "skipped": [...]}`` tensor
+    names (skipped: head, unknown or shape-mismatched).
     """
     if not path.is_file():
         raise TransferError(
@@ -61,6 +79,14 @@ def load_backbone(model: nn.Module, path: Path) -> dict[str, list[str]]:
             f"torch.save(model.state_dict(), path)); bench never downloads weights."
         )
     state: Any = torch.load(path, map_location="cpu", weights_only=True)
+    wrote_model, wrote_builder = checkpoint_writer(state)
+    this = f"this trial's model {builder!r}" if builder else f"this {type(model).__name__}"
+    if builder and wrote_builder and wrote_builder != builder:
+        raise TransferError(
+            f"transfer.weights: {path}{_writer_text(wrote_model, wrote_builder)} is a checkpoint of another model "
+            f"than {this}; give a checkpoint written by {builder} (runs/<run>/{builder}@<dataset>#<seed>/best.pt) or "
+            "a plain state dict of the same architecture"
+        )
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     own = model.state_dict()
@@ -68,13 +94,18 @@ def load_backbone(model: nn.Module, path: Path) -> dict[str, list[str]]:
     keep = {k: v for k, v in state.items()
             if k in own and not _under(k, [head]) and tuple(v.shape) == tuple(own[k].shape)}
     if not keep:
-        raise TransferError(f"transfer.weights: no tensor of {path} matches {type(model).__name__} by name and shape")
+        raise TransferError(
+            f"transfer.weights: no tensor of {path}{_writer_text(wrote_model, wrote_builder)} matches {this} "
+            f"({type(model).__name__}) by name and shape; give weights of the same architecture")
     model.load_state_dict(keep, strict=False)
     return {"loaded": sorted(keep), "skipped": sorted(set(state) - set(keep))}
 
 
-def apply_transfer(model: nn.Module, cfg: TransferConfig, project: Path) -> dict[str, Any]:
-    """Load weights and freeze parameters as ``cfg`` says; returns a summary for the trial record."""
+def apply_transfer(model: nn.Module, cfg: TransferConfig, project: Path, builder: str | None = None) -> dict[str, Any]:
+    """Load weights and freeze parameters as ``cfg`` says; returns a summary for the trial record.
+
+    ``builder``: the model's registered architecture, checked against the checkpoint's (see :func:`load_backbone`).
+    """
     if cfg.mode == "scratch":
         if cfg.weights:
             raise TransferError("transfer.weights is set but transfer.mode is 'scratch'; use 'frozen' or 'finetune'")
@@ -82,7 +113,7 @@ def apply_transfer(model: nn.Module, cfg: TransferConfig, project: Path) -> dict
     if not cfg.weights:
         raise TransferError(f"transfer.mode {cfg.mode!r} needs transfer.weights: a local state-dict path")
     path = Path(cfg.weights)
-    report = load_backbone(model, path if path.is_absolute() else project / path)
+    report = load_backbone(model, path if path.is_absolute() else project / path, builder)
     stages = stage_names(model)
     n = 0 if cfg.mode == "frozen" else cfg.finetune_stages
     if n > len(stages):

@@ -150,7 +150,7 @@ def run_trial(cfg: TrialConfig, ctx: RunContext, progress: Callable[[dict[str, A
         if cfg.dataset.dvc_file:
             # The dataset's own output of the .dvc file: a shapes trial never hashes or pulls mnist.
             pin = versioning.read_pin(project / cfg.dataset.dvc_file, cfg.dataset.root, project)
-            dataset_version = versioning.ensure(project, pin)
+            dataset_version = versioning.ensure(project, pin, cfg.dataset.name)
         ckpt = checkpoint_dir(cfg, ctx, project)
         attempts = start_attempt(ckpt, ctx)
         setup_s = time.perf_counter() - t0

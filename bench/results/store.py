@@ -37,6 +37,14 @@ from typing import Any
 from bench.results.record import TrialResult
 
 ENV = "BENCH_RESULTS"
+#: The store layout this code writes and reads, kept in the file's ``PRAGMA user_version``.  Raise it
+#: (with a migration in ``ResultsStore._migrate``) whenever a table changes; 0 is a store written before
+#: the version was kept, whose tables are version 1's.
+SCHEMA_VERSION = 1
+
+
+class StoreVersionError(RuntimeError):
+    """The results store was written by a newer bench (a higher schema version than this one reads)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -115,9 +123,33 @@ class ResultsStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so every write is one explicit transaction.
         self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self._check_version()  # before anything writes: a newer store is left exactly as it was
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a killed process
         self.db.executescript(SCHEMA)
+        self._migrate()
+
+    @property
+    def version(self) -> int:
+        """The schema version in the file (``PRAGMA user_version``; 0: new, or older than versioning)."""
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _check_version(self) -> None:
+        """Refuse a store of a newer schema: this code would misread, or corrupt, tables it does not know."""
+        found = self.version
+        if found > SCHEMA_VERSION:
+            self.db.close()
+            raise StoreVersionError(
+                f"{self.path}: results store schema version {found} was written by a newer bench (this one reads "
+                f"up to version {SCHEMA_VERSION}); upgrade bench (`git pull && make`, or pip install the newer "
+                f"version), or set {ENV} to another file"
+            )
+
+    def _migrate(self) -> None:
+        """Bring an older store to ``SCHEMA_VERSION``.  Version 0 (unversioned) has version 1's tables
+        (created above if missing), so stamping the version is the whole migration."""
+        if self.version < SCHEMA_VERSION:
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.db.close()

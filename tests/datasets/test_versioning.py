@@ -57,7 +57,7 @@ def test_modified_file_is_refused_with_fix(project: Path, tmp_path: Path) -> Non
         verify(proj, pin)
     msg = str(err.value)
     assert "does not match datasets.dvc" in msg
-    assert "bench data pull --force" in msg
+    assert "bench data pull shapes --force" in msg
     assert "dvc add datasets/shapes" in msg
 
 
@@ -103,7 +103,7 @@ def test_dvc_pull_into_empty_checkout(project: Path, tmp_path: Path) -> None:
     assert bench("status", "mnist").returncode == 1  # a dataset asked for by name must be there
     (proj / "datasets" / "shapes" / "meta.json").write_text("{}")
     bad = bench("status", "shapes")
-    assert bad.returncode == 1 and "bench data pull --force" in bad.stdout
+    assert bad.returncode == 1 and "bench data pull shapes --force" in bad.stdout
     fixed = bench("pull", "shapes", "--force")
     assert fixed.returncode == 0, fixed.stderr
     assert dir_md5(proj / "datasets" / "shapes") == pin.md5

@@ -23,7 +23,7 @@ def test_modified_dataset_file_fails_the_trial_with_fix(project: Path, tmp_path:
     assert result.status == "failed"
     assert "DataVersionError" in result.error
     assert "shapes/annotations/val.json" in result.error  # names the modified file
-    assert "bench data pull --force" in result.error
+    assert "bench data pull shapes --force" in result.error
     assert result.provenance.config_hash and result.trial_id == "unet@shapes#0"
     assert not result.metrics
 
