@@ -25,6 +25,7 @@ from torch import nn
 
 from bench.config.catalog import TrialConfig
 from bench.engine.base import Task
+from bench.engine.checkpoints import load_weights
 from bench.engine.data import make_loader, subsample
 from bench.engine.device import autocast, select_device, sync, timed
 from bench.engine.efficiency import measure
@@ -301,7 +302,7 @@ def train_and_test(
             break
     acc["train_s"] = time.perf_counter() - t_train - acc.get("val_s", 0.0)
     if best_path is not None:
-        model.load_state_dict(torch.load(best_path, map_location=device)["model"])
+        model.load_state_dict(load_weights(best_path, map_location=device)["model"])
     t_test = time.perf_counter()
     test = evaluate(task, model, "test", device, cfg, acc)
     with timed(device, acc, "metric_s"):

@@ -15,10 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from bench.config.schema import TransferConfig
+from bench.engine.checkpoints import UnsafeCheckpointError, load_weights
 
 
 class TransferError(ValueError):
@@ -60,7 +60,10 @@ def load_backbone(model: nn.Module, path: Path) -> dict[str, list[str]]:
             f"transfer.weights: {path} does not exist. Give a local .pt/.pth state dict (e.g. saved with "
             f"torch.save(model.state_dict(), path)); bench never downloads weights."
         )
-    state: Any = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state: Any = load_weights(path)
+    except UnsafeCheckpointError as exc:
+        raise TransferError(f"transfer.weights: {exc}") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     own = model.state_dict()
