@@ -94,8 +94,9 @@ def test_stopped_tracking_server_loses_nothing_and_sync_levels_it(project: Path,
             (mr,) = runs[r.key]
             assert mr.info.status == "FINISHED" and mr.info.run_id == r.mlflow_run_id
             assert mr.data.tags["mlflow.runName"] == r.trial_id
-            assert {k: v for k, v in mr.data.metrics.items() if k.startswith("test_")} == pytest.approx(
-                {f"test_{k}": v for k, v in r.metrics.items() if v is not None})
+            want = {f"test_{k}": v for k, v in r.metrics.items() if v is not None}
+            assert want and {k: mr.data.metrics.get(k) for k in want} == pytest.approx(want)
+            assert mr.data.metrics["test_images"] == r.test_images
         from mlflow.tracking import MlflowClient
 
         parent = MlflowClient(uri).get_run(suite.mlflow_parent_id)
