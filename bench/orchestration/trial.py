@@ -98,6 +98,30 @@ def start_attempt(ckpt: CheckpointDir, ctx: RunContext) -> list[Attempt]:
     return attempts
 
 
+def claim(ckpt: CheckpointDir, ctx: RunContext, held: list[Any]) -> CheckpointDir:
+    """``ckpt``, locked for this trial; if another live process trains the same key in it (two
+    ``bench run`` of one experiment at once), a folder of this run's own instead.
+
+    The lock is an OS file lock (``filelock``), so a killed process frees it.  Local folders only:
+    object stores have no locks, and on a cluster one driver runs a key at a time.
+    """
+    if is_url(ckpt.location):
+        return ckpt
+    from filelock import FileLock, Timeout
+
+    for folder in (ckpt.location, f"{ckpt.location}-{re.sub(r'[^A-Za-z0-9._-]+', '_', ctx.run_name)}"):
+        Path(folder).parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(folder + ".lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue
+        held.append(lock)
+        return CheckpointDir(folder)
+    raise RuntimeError(f"{ckpt.location}: this trial's checkpoint folder is in use by another process of the same "
+                       f"run {ctx.run_name!r}")
+
+
 def mark_done(ckpt: CheckpointDir | None, ctx: RunContext) -> None:
     """The trial produced its record (ok or failed): a later run starts it afresh, not from here.
 
@@ -135,6 +159,7 @@ def run_trial(cfg: TrialConfig, ctx: RunContext, progress: Callable[[dict[str, A
     setup_s = 0.0
     attempts: list[Attempt] = []
     ckpt: CheckpointDir | None = None
+    held: list[Any] = []  # the checkpoint folder's lock, released when the record is made
     try:
         import torch
 
@@ -151,7 +176,7 @@ def run_trial(cfg: TrialConfig, ctx: RunContext, progress: Callable[[dict[str, A
             # The dataset's own output of the .dvc file: a shapes trial never hashes or pulls mnist.
             pin = versioning.read_pin(project / cfg.dataset.dvc_file, cfg.dataset.root, project)
             dataset_version = versioning.ensure(project, pin, cfg.dataset.name)
-        ckpt = checkpoint_dir(cfg, ctx, project)
+        ckpt = claim(checkpoint_dir(cfg, ctx, project), ctx, held)
         attempts = start_attempt(ckpt, ctx)
         setup_s = time.perf_counter() - t0
         progress({"event": "train", "attempt": len(attempts), "node": attempts[-1].node, "checkpoint": ckpt.location})
@@ -194,6 +219,9 @@ def run_trial(cfg: TrialConfig, ctx: RunContext, progress: Callable[[dict[str, A
             timings=Timings(setup_s=setup_s, total_s=time.perf_counter() - t0), started_at=started,
             finished_at=now(), dataset_version=dataset_version, attempts=attempts,
         )
+    finally:
+        for lock in held:
+            lock.release()
 
 
 def _baseline(test: Any) -> Baseline | None:

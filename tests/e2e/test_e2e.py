@@ -63,11 +63,14 @@ def stop_process_tree(proc: subprocess.Popen[bytes]) -> None:
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    """The environment of a `bench` subprocess: offline, plain progress, and a fresh results store
-    (never the repository's, and no trial reused from an earlier call) unless ``extra`` names one."""
+    """The environment of a `bench` subprocess: offline, plain progress, and a fresh results store and
+    checkpoint root (never the repository's: no trial reused or resumed from an earlier call) unless
+    ``extra`` names them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_", "BENCH_"))}
     env.update(PATH=f"{BIN}:{env.get('PATH', '')}", HF_HUB_OFFLINE="1", BENCH_PLAIN_PROGRESS="1",
-               BENCH_RESULTS=str(Path(tempfile.mkdtemp(prefix="bench-results-")) / "results.db"))
+               BENCH_RESULTS=str(Path(tempfile.mkdtemp(prefix="bench-results-")) / "results.db"),
+               # Checkpoint folders are named by trial key: keep other sessions' leftovers out of reach.
+               BENCH_CHECKPOINTS=tempfile.mkdtemp(prefix="bench-ckpt-"))
     env.update(extra)
     return env
 

@@ -65,3 +65,23 @@ def test_force_does_not_resume_an_earlier_runs_checkpoint(project: Path, tmp_pat
         run_trial(cfg, _ctx(project, tmp_path, "r1"), _kill_after_epoch_1)
     rec = run_trial(cfg, _ctx(project, tmp_path, "r2", resume_previous=False), lambda e: None)
     assert [(a.number, a.run, a.resumed_from_epoch) for a in rec.attempts] == [(1, "r2", None)]
+
+
+def test_a_key_trained_elsewhere_at_the_same_time_gets_a_folder_of_its_own(project: Path, tmp_path: Path) -> None:
+    from filelock import FileLock
+
+    from bench.orchestration.trial import claim
+
+    ckpt = checkpoint_dir(_cfg(project), _ctx(project, tmp_path, "r1"), project)
+    other = FileLock(ckpt.location + ".lock")
+    other.acquire()  # another process trains this key in its folder now
+    try:
+        held: list = []
+        mine = claim(ckpt, _ctx(project, tmp_path, "r2"), held)
+        assert mine.location == ckpt.location + "-r2" and len(held) == 1
+        held[0].release()
+    finally:
+        other.release()
+    held = []
+    assert claim(ckpt, _ctx(project, tmp_path, "r3"), held).location == ckpt.location
+    held[0].release()
