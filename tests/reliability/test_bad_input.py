@@ -233,6 +233,18 @@ def _set(d: dict[str, Any], section: str, index: int, **values: Any) -> None:
     d[section][index].update(values)
 
 
+def resume_from_another_model(tmp: Path) -> str:
+    """A trial's checkpoint folder holding another model's ``last.pt`` (a reused --checkpoint-dir)."""
+    from bench.engine.checkpoint import LAST, CheckpointDir, CheckpointError, check_resumable
+
+    ckpt = CheckpointDir(str(tmp / "ckpt"))
+    ckpt.makedirs()
+    ckpt.save({"model": {}, "epoch": 2, "config": {"model": "resnet18"}, "loop": {}}, is_best=False)
+    with pytest.raises(CheckpointError) as err:
+        check_resumable(ckpt.load(LAST), ckpt.path(LAST), "simple_cnn", "simple_cnn@shapes#0")
+    return str(err.value)
+
+
 CASES: list[tuple[str, Callable[[Path], str], list[str]]] = [
     ("missing-image", lambda t: detection_item_error(t, Path.unlink),
      [r"coco/img1\.png: image file missing; restore it"]),
@@ -280,6 +292,8 @@ CASES: list[tuple[str, Callable[[Path], str], list[str]]] = [
     ("transfer-from-another-model", transfer_from_another_model,
      [r"runs/best\.pt \(written by model 'resnet18'\) is a checkpoint of another model than this trial's model "
       r"'simple_cnn'; give a checkpoint written by simple_cnn"]),
+    ("resume-from-another-model", resume_from_another_model,
+     [r"ckpt/last\.pt: this checkpoint was written by model 'resnet18', not 'simple_cnn'.*delete it"]),
     ("newer-results-store", newer_store,
      [r"results\.db: results store schema version 99 was written by a newer bench .*upgrade bench"]),
 ]
