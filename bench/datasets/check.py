@@ -17,11 +17,11 @@ import numpy as np
 
 from bench.datasets import DATASETS
 from bench.datasets.formats import (
-    IGNORE_LABEL,
     ClassificationSplit,
     DatasetFormatError,
     DetectionSplit,
     SegmentationSplit,
+    bad_label_values,
     bad_labels_message,
     label_mode_problem,
     mask_size_problem,
@@ -105,10 +105,9 @@ def check_segmentation(split: SegmentationSplit, num_classes: int, files: Files)
         if problem:
             files.problems.append(problem)
             continue
-        values = np.unique(np.asarray(mask))
-        bad = values[((values >= num_classes) & (values != IGNORE_LABEL)) | (values < 0)]
-        if bad.size:
-            files.problems.append(bad_labels_message(mask_path, [int(v) for v in bad[:10]], num_classes))
+        bad = bad_label_values(np.asarray(mask), num_classes)
+        if bad:
+            files.problems.append(bad_labels_message(mask_path, bad, num_classes))
 
 
 def _views(ds: DatasetConfig) -> dict[tuple[str, str, tuple[tuple[str, str], ...]], str]:

@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any
 from bench.datasets import register_format
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
 #: How far (px) a box may stick out of its image: exporters round box edges, and a box a pixel over
 #: the border is the same object; further out, the box or the image size is wrong.
 BOX_TOLERANCE = 1.0
-IGNORE_LABEL = 255  # a label-map value no loss or metric scores (bench.engine.data.IGNORE_INDEX)
+IGNORE_LABEL = 255  # a label-map value no loss or metric scores (bench.engine.data.IGNORE_INDEX is this)
 
 Problems = list[str] | None
 
@@ -121,6 +122,15 @@ def label_mode_problem(path: Path, mode: str) -> str | None:
         return None
     return (f"{path}: label map must be single-channel, got mode {mode}; save it as an 8-bit greyscale or palette "
             "PNG of class indices")
+
+
+def bad_label_values(labels: np.ndarray, num_classes: int) -> list[int]:
+    """The distinct values of a label map (any shape) that are neither a class (0 .. ``num_classes - 1``)
+    nor ``IGNORE_LABEL``, at most 10, sorted."""
+    import numpy as np
+
+    values = np.unique(labels)
+    return [int(v) for v in values[((values >= num_classes) & (values != IGNORE_LABEL)) | (values < 0)][:10]]
 
 
 def bad_labels_message(path: Path, values: list[int], num_classes: int) -> str:

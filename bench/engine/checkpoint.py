@@ -22,9 +22,10 @@ import io
 import json
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:  # torch is imported where it is used: the orchestration imports this module too
     import torch
@@ -102,17 +103,21 @@ class CheckpointDir:
         return Path(self.path(name)).read_bytes()
 
     def write_bytes(self, name: str, data: bytes) -> None:
-        """Write ``name`` so that a reader never sees half a file.
+        self._write(name, lambda f: f.write(data))
+
+    def _write(self, name: str, fill: Callable[[BinaryIO], object]) -> None:
+        """Write ``name`` through ``fill(file)`` so that a reader never sees half a file.
 
         Locally: a temp file renamed over the name (atomic on POSIX).  Object stores (S3, GCS) make a
         single put visible all at once, so writing the object directly is as safe there.
         """
         if is_url(self.location):
             with self._fs().open(self.path(name), "wb") as f:
-                f.write(data)
+                fill(f)
             return
         tmp = Path(self.path(name + ".tmp"))
-        tmp.write_bytes(data)
+        with tmp.open("wb") as f:
+            fill(f)
         os.replace(tmp, self.path(name))
 
     def remove(self, *names: str) -> None:
@@ -137,13 +142,7 @@ class CheckpointDir:
 
         # Straight to the file: going through bytes in memory costs two more copies of a state that
         # is 3x the weights with Adam (measured on ResNet-18: 0.6-1.3 s per save against 0.35 s).
-        if is_url(self.location):
-            with self._fs().open(self.path(LAST), "wb") as f:
-                torch.save(state, f)
-        else:
-            tmp = Path(self.path(LAST + ".tmp"))
-            torch.save(state, tmp)
-            os.replace(tmp, self.path(LAST))
+        self._write(LAST, lambda f: torch.save(state, f))
         if not is_best:
             return
         if is_url(self.location):

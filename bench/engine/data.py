@@ -14,7 +14,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from bench.datasets.formats import (
+    IGNORE_LABEL,
     DatasetFormatError,
+    bad_label_values,
     bad_labels_message,
     label_mode_problem,
     mask_size_problem,
@@ -23,7 +25,7 @@ from bench.datasets.formats import (
 
 # Random-init models: a fixed, dataset-agnostic scaling of [0, 1] pixels to roughly unit range.
 MEAN, STD = 0.5, 0.25
-IGNORE_INDEX = 255  # a label-map value that no loss or metric scores
+IGNORE_INDEX = IGNORE_LABEL  # a label-map value that no loss or metric scores (255)
 
 
 def load_rgb(path: Path, size: int | None = None) -> torch.Tensor:
@@ -180,9 +182,9 @@ def window_starts(size: int, tile: int) -> list[int]:
 def check_labels(labels: torch.Tensor, num_classes: int, path: Path) -> None:
     """Raise naming ``path`` when ``labels`` holds a value that is neither a class (0 = background ..
     ``num_classes - 1``) nor ``IGNORE_INDEX``."""
-    bad = labels[((labels >= num_classes) & (labels != IGNORE_INDEX)) | (labels < 0)]
-    if bad.numel():
-        raise DatasetFormatError(bad_labels_message(path, sorted({int(v) for v in bad.unique()[:10]}), num_classes))
+    bad = bad_label_values(labels.numpy(), num_classes)
+    if bad:
+        raise DatasetFormatError(bad_labels_message(path, bad, num_classes))
 
 
 class DetectionDataset(Dataset):

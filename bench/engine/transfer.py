@@ -87,8 +87,8 @@ def load_backbone(model: nn.Module, path: Path, builder: str | None = None) -> d
     if builder and wrote_builder and wrote_builder != builder:
         raise TransferError(
             f"transfer.weights: {path}{_writer_text(wrote_model, wrote_builder)} is a checkpoint of another model "
-            f"than {this}; give a checkpoint written by {builder} (runs/<run>/{builder}@<dataset>#<seed>/best.pt) or "
-            "a plain state dict of the same architecture"
+            f"than {this}; give a checkpoint written by {builder} (a trial's "
+            "runs/<model>_<dataset>_<seed>-<key>/best.pt) or a plain state dict of the same architecture"
         )
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]

@@ -66,10 +66,14 @@ def checkpoint_dir(cfg: TrialConfig, ctx: RunContext, project: Path) -> Checkpoi
     Folder names keep to ``[A-Za-z0-9._-]``: a trial id's ``#`` would start a URL fragment.
     """
     root = ctx.checkpoint_root or str(project / "runs")
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", cfg.trial_id)
     key = ctx.keys.get(cfg.trial_id)
-    sub = f"{safe}-{key[:16]}" if key else f"{re.sub(r'[^A-Za-z0-9._-]+', '_', ctx.run_name)}/{safe}"
+    sub = f"{_safe(cfg.trial_id)}-{key[:16]}" if key else f"{_safe(ctx.run_name)}/{_safe(cfg.trial_id)}"
     return CheckpointDir(f"{root.rstrip('/')}/{sub}" if is_url(root) else str(Path(root) / sub))
+
+
+def _safe(name: str) -> str:
+    """``name`` as a folder name: runs of other characters than ``[A-Za-z0-9._-]`` become ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
 def node_name() -> str:
@@ -109,7 +113,7 @@ def claim(ckpt: CheckpointDir, ctx: RunContext, held: list[Any]) -> CheckpointDi
         return ckpt
     from filelock import FileLock, Timeout
 
-    for folder in (ckpt.location, f"{ckpt.location}-{re.sub(r'[^A-Za-z0-9._-]+', '_', ctx.run_name)}"):
+    for folder in (ckpt.location, f"{ckpt.location}-{_safe(ctx.run_name)}"):
         Path(folder).parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(folder + ".lock")
         try:

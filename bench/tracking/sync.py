@@ -82,7 +82,7 @@ def sync_pending(store: ResultsStore, writer: Any, on_done: Callable[[str, str |
                     store.set_parent(stored.run, parent)
                 parents[stored.run] = parent
             writer.parent_id = parents[stored.run]
-            rid = log_record(writer, store.with_samples(stored), run=stored.run, again=True)
+            rid = log_record(writer, stored.record, run=stored.run, again=True)  # MLflow gets no samples
         except Exception as exc:  # noqa: BLE001 - report and go on with the next record
             left += 1
             on_done(stored.record.trial_id, None, f"{type(exc).__name__}: {exc}")
